@@ -1,0 +1,1 @@
+//! WhatsApp's binary XML node codec (token dictionary version 3).

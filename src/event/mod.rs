@@ -1,0 +1,1 @@
+//! Event cards, RSVPs and the message-secret cryptography that protects them.

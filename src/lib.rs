@@ -1,0 +1,23 @@
+//! # waevent
+//!
+//! A WhatsApp multi-device transport that sends **event cards** and **RSVPs** straight to
+//! group JIDs and tallies the RSVPs that come back. It speaks the protocol itself: Noise
+//! over a websocket, WhatsApp's binary XML nodes, the Signal protocol and WhatsApp's
+//! protobuf messages.
+//!
+//! The core ([`binary`], [`jid`], [`noise`], [`signal`], [`event`]) is sans-IO: no
+//! sockets, no async runtime.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod binary;
+pub mod event;
+pub mod jid;
+pub mod noise;
+pub mod proto;
+pub mod signal;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod fuzz_targets;
