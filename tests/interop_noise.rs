@@ -195,7 +195,8 @@ fn handshake_with_python(
     stream.extend(transport.encrypt_frame(&node_b).unwrap());
     let reply = feed_split(&mut py, &stream, 10);
     assert_eq!(hex_field(&reply, "client_static"), client_static.public.0);
-    assert_eq!(hex_field(&reply, "client_payload"), payload_bytes);
+    let decrypted_by_python = hex_field(&reply, "client_payload");
+    assert_eq!(decrypted_by_python, payload_bytes);
     let got: Vec<Vec<u8>> = reply["frames"]
         .as_array()
         .unwrap()
@@ -218,7 +219,7 @@ fn handshake_with_python(
         server_hello_payload: frames[0].clone(),
         client_hello_frame: first[intro_len + 3..].to_vec(),
         client_finish_frame: finish[3..].to_vec(),
-        client_payload_plaintext: payload_bytes,
+        client_payload_plaintext: decrypted_by_python,
     }
 }
 

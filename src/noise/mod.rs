@@ -51,5 +51,9 @@ pub const FRAME_LENGTH_PREFIX: usize = 3;
 /// Frames must be strictly shorter than this (`1 << 24`, WhatsApp's `FrameMaxSize`).
 pub const FRAME_SIZE_LIMIT: usize = 1 << 24;
 
+/// How long WhatsApp's clients wait for the ServerHello before giving up (the caller's
+/// I/O layer enforces it; this module has no clock).
+pub const SERVER_HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Length of the AES-GCM authentication tag appended to every ciphertext.
 pub const AEAD_TAG_LEN: usize = 16;
