@@ -15,7 +15,6 @@
 #![cfg(feature = "sim")]
 
 // tests/common uses File::lock (Rust 1.89) while Cargo.toml says rust-version 1.85.
-#[allow(clippy::incompatible_msrv)]
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
