@@ -161,13 +161,14 @@ impl EventLocation {
             ("latitude", self.latitude, 90.0),
             ("longitude", self.longitude, 180.0),
         ] {
-            if let Some(v) = value
-                && !(v.is_finite() && (-limit..=limit).contains(&v))
-            {
-                return Err(loc_err(
-                    field,
-                    format!("must be between -{limit} and {limit}, got {v}"),
-                ));
+            match value {
+                Some(v) if !(v.is_finite() && (-limit..=limit).contains(&v)) => {
+                    return Err(loc_err(
+                        field,
+                        format!("must be between -{limit} and {limit}, got {v}"),
+                    ));
+                }
+                _ => {}
             }
         }
         match (self.latitude, self.longitude) {

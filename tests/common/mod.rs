@@ -28,7 +28,9 @@ fn with_install_lock<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn run_checked(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -68,7 +70,9 @@ pub fn python_env() -> &'static Path {
             let ready = dir.join(".venv/.installed");
             if !ready.exists() {
                 run_checked(
-                    Command::new("python3").args(["-m", "venv", ".venv"]).current_dir(&dir),
+                    Command::new("python3")
+                        .args(["-m", "venv", ".venv"])
+                        .current_dir(&dir),
                     "python3 -m venv",
                 );
                 run_checked(
@@ -119,6 +123,7 @@ pub fn run_node(script: &str, input: &[u8]) -> Vec<u8> {
 pub fn run_python(script: &str, input: &[u8]) -> Vec<u8> {
     let py = python_env();
     let mut cmd = Command::new(py);
-    cmd.arg(interop_dir().join(script)).current_dir(interop_dir());
+    cmd.arg(interop_dir().join(script))
+        .current_dir(interop_dir());
     run_with_stdin(cmd, input, script)
 }
