@@ -7,11 +7,34 @@ pub type FuzzEntry = fn(&[u8]);
 
 /// Every fuzz target by name (the name of its `fuzz/fuzz_targets/<name>.rs` file and of
 /// its `fuzz/corpus/<name>/` directory).
-pub const TARGETS: &[(&str, FuzzEntry)] = &[("message_event", message_event)];
+pub const TARGETS: &[(&str, FuzzEntry)] = &[
+    ("node_decode", node_decode),
+    ("message_event", message_event),
+];
 
 /// Looks up a fuzz entry point by target name.
 pub fn by_name(name: &str) -> Option<FuzzEntry> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// `binary::unmarshal` on arbitrary frame payloads; whatever decodes must re-encode, and
+/// decoding that encoding must give the same node (decode ∘ encode is the identity on
+/// decoded nodes). Panics only on a codec bug.
+pub fn node_decode(data: &[u8]) {
+    use crate::binary::{marshal, unmarshal};
+    if let Ok(node) = unmarshal(data) {
+        let bytes = match marshal(&node) {
+            Ok(b) => b,
+            Err(e) => panic!("a decoded node does not re-encode: {e}\n{node}"),
+        };
+        match unmarshal(&bytes) {
+            Ok(again) => assert!(
+                again == node,
+                "decode(encode(node)) differs:\n{again}\n{node}"
+            ),
+            Err(e) => panic!("a re-encoded node does not decode: {e}\n{node}"),
+        }
+    }
 }
 
 /// The message secret the `message_event` target decrypts RSVPs and edits with
