@@ -158,3 +158,57 @@ fn hostile_input_never_panics() {
         }
     }
 }
+
+const STANZA_JSON: &str = r#"{"tag":"message","attrs":{"id":"3EB0C4B7A1D2E3F40516","to":"120363019502650977@g.us","type":"event","phash":"2:abcDEF12","addressing_mode":"pn"},"content":[{"tag":"meta","attrs":{"event_type":"creation"},"content":null},{"tag":"enc","attrs":{"v":"2","type":"skmsg"},"content":"33080112201a2b3c"},{"tag":"participants","attrs":{},"content":[{"tag":"to","attrs":{"jid":"5511988887777:3@s.whatsapp.net"},"content":[{"tag":"enc","attrs":{"v":"2","type":"pkmsg","decrypt-fail":"hide"},"content":"00ff"}]}]}]}"#;
+
+#[test]
+fn node_encode_and_decode_round_trip() {
+    let enc = wire("node-encode", STANZA_JSON.as_bytes());
+    assert_eq!(enc.code, 0, "{}", enc.stderr);
+    let hex_out = enc.stdout.trim().to_string();
+    assert!(hex_out.starts_with("00"), "flags byte first: {hex_out}");
+    let dec = wire("node-decode", hex_out.as_bytes());
+    assert_eq!(dec.code, 0, "{}", dec.stderr);
+    let got: serde_json::Value = serde_json::from_str(&dec.stdout).unwrap();
+    let want: serde_json::Value = serde_json::from_str(STANZA_JSON).unwrap();
+    assert_eq!(got, want);
+
+    // The same node in a zlib-compressed frame (flag 0x02) decodes the same.
+    let raw = hex::decode(&hex_out).unwrap();
+    let mut z = flate2::write::ZlibEncoder::new(vec![0x02], flate2::Compression::default());
+    z.write_all(&raw[1..]).unwrap();
+    let compressed = z.finish().unwrap();
+    let dec = wire("node-decode", hex::encode(compressed).as_bytes());
+    assert_eq!(dec.code, 0, "{}", dec.stderr);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&dec.stdout).unwrap(),
+        want
+    );
+}
+
+#[test]
+fn node_tools_refuse_bad_input() {
+    let line = fails(wire("node-decode", b"zz"));
+    assert!(line.starts_with("waevent: input is not hex: "), "{line}");
+    let line = fails(wire("node-decode", b"00f8"));
+    assert!(line.starts_with("waevent: not a binary node: "), "{line}");
+    fails(wire("node-decode", b""));
+    let line = fails(wire("node-encode", br#"{"tag":"iq","atrs":{}}"#));
+    assert!(
+        line.starts_with("waevent: cannot encode the node: "),
+        "{line}"
+    );
+    fails(wire("node-encode", b"{\"tag\":"));
+    let deep = format!(
+        "{}{}",
+        r#"{"tag":"a","content":["#.repeat(5_000),
+        "]}".repeat(5_000)
+    );
+    fails(wire("node-encode", deep.as_bytes()));
+    // A deep chain of nested lists in binary form.
+    let mut deep_bin = vec![0x00];
+    for _ in 0..5_000 {
+        deep_bin.extend_from_slice(&[0xf8, 0x02, 0x0a, 0xf8, 0x01]);
+    }
+    fails(wire("node-decode", hex::encode(deep_bin).as_bytes()));
+}

@@ -184,9 +184,9 @@ fn committed_seeds_reach_decryption() {
                 &chat,
                 &sender,
             );
-            if let Ok(c) = creator
-                && decrypt_rsvp(enc, &secret, &[Parties::new(c, sender.clone())]).is_ok()
-            {
+            let opened = creator
+                .and_then(|c| decrypt_rsvp(enc, &secret, &[Parties::new(c, sender.clone())]));
+            if opened.is_ok() {
                 rsvps += 1;
             }
         }
