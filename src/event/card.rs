@@ -223,8 +223,8 @@ enum TimeInput {
 }
 
 /// A validated event card. Build one with [`EventCard::builder`], from the gateway's
-/// JSON with [`EventCard::from_json`](super::EventCardRequest), or read one from a
-/// message with [`EventCard::from_message`]. Every card that exists is valid.
+/// JSON with [`EventCard::from_json`] (see [`super::EventCardRequest`]), or read one
+/// from a message with [`EventCard::from_message`]. Every card that exists is valid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventCard {
     name: String,
