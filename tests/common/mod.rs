@@ -14,6 +14,9 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/interop")
 }
 
+// `File::lock` is stable since Rust 1.89, above the declared rust-version (1.85):
+// the tests need 1.89 while the library keeps 1.85.
+#[allow(clippy::incompatible_msrv)]
 fn with_install_lock<T>(f: impl FnOnce() -> T) -> T {
     let lock = std::fs::OpenOptions::new()
         .create(true)
