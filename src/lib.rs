@@ -19,5 +19,8 @@ pub mod proto;
 pub mod signal;
 pub mod wire;
 
+#[cfg(feature = "sim")]
+pub mod sim;
+
 #[doc(hidden)]
 pub mod fuzz_targets;

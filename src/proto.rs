@@ -10,18 +10,22 @@ pub mod e2e {
     include!(concat!(env!("OUT_DIR"), "/wa.e2e.rs"));
 }
 /// Noise handshake framing and the login/registration `ClientPayload`.
+#[allow(missing_docs)] // generated; the .proto file documents it
 pub mod wa6 {
     include!(concat!(env!("OUT_DIR"), "/wa.wa6.rs"));
 }
 /// The server's Noise certificate chain.
+#[allow(missing_docs)] // generated; the .proto file documents it
 pub mod cert {
     include!(concat!(env!("OUT_DIR"), "/wa.cert.rs"));
 }
 /// ADV (account/device verification) identities signed during pairing.
+#[allow(missing_docs)] // generated; the .proto file documents it
 pub mod adv {
     include!(concat!(env!("OUT_DIR"), "/wa.adv.rs"));
 }
 /// Companion device properties shown on the phone's linked-devices list.
+#[allow(missing_docs)] // generated; the .proto file documents it
 pub mod companion {
     include!(concat!(env!("OUT_DIR"), "/wa.companion.rs"));
 }
