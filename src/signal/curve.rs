@@ -134,7 +134,7 @@ fn clamp(mut k: [u8; KEY_LEN]) -> [u8; KEY_LEN] {
 
 impl PrivateKey {
     /// Generates a fresh random private key.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut k = [0u8; KEY_LEN];
         rng.fill_bytes(&mut k);
         let key = PrivateKey(clamp(k));
@@ -170,7 +170,11 @@ impl PrivateKey {
 
     /// XEdDSA signature over `message` (libsignal's `calculateSignature`), using 64 bytes
     /// of fresh randomness.
-    pub fn sign<R: RngCore + CryptoRng>(&self, rng: &mut R, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    pub fn sign<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+    ) -> [u8; SIGNATURE_LEN] {
         let mut random = [0u8; 64];
         rng.fill_bytes(&mut random);
         let sig = self.sign_with_nonce(message, &random);
@@ -226,7 +230,7 @@ impl std::fmt::Debug for KeyPair {
 
 impl KeyPair {
     /// Generates a fresh key pair.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self::from_private(PrivateKey::generate(rng))
     }
 
@@ -244,7 +248,11 @@ impl KeyPair {
     }
 
     /// XEdDSA signature over `message`.
-    pub fn sign<R: RngCore + CryptoRng>(&self, rng: &mut R, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    pub fn sign<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+    ) -> [u8; SIGNATURE_LEN] {
         self.private.sign(rng, message)
     }
 }
