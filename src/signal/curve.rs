@@ -177,12 +177,17 @@ impl PrivateKey {
     ) -> [u8; SIGNATURE_LEN] {
         let mut random = [0u8; 64];
         rng.fill_bytes(&mut random);
-        let sig = self.sign_with_nonce(message, &random);
+        let sig = self.sign_with_random(message, &random);
         random.zeroize();
         sig
     }
 
-    fn sign_with_nonce(&self, message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LEN] {
+    /// XEdDSA signature with caller-supplied randomness: exactly libsignal's
+    /// `curve25519_sign(sig, priv, msg, random)`, so the same inputs give the same bytes
+    /// (used to compare against other implementations). The nonce hashes the private
+    /// key and the message too, so a repeated `random` does not leak the key; still,
+    /// prefer [`sign`](Self::sign).
+    pub fn sign_with_random(&self, message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LEN] {
         let a = Scalar::from_bytes_mod_order(self.0);
         let cap_a = (&a * ED25519_BASEPOINT_TABLE).compress();
         let sign_bit = cap_a.as_bytes()[31] & 0x80;

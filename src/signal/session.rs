@@ -119,6 +119,11 @@ impl SessionState {
         self.pending_prekey.is_some()
     }
 
+    /// How many receiving chains the state keeps (at most [`MAX_RECEIVER_CHAINS`]).
+    pub fn receiver_chains_len(&self) -> usize {
+        self.receiver_chains.len()
+    }
+
     /// Index of the next message we send on this session.
     pub fn sending_index(&self) -> Option<u32> {
         self.sender_chain.as_ref().map(|c| c.chain_key.index())
