@@ -188,9 +188,40 @@ impl PrivateKey {
     /// key and the message too, so a repeated `random` does not leak the key; still,
     /// prefer [`sign`](Self::sign).
     pub fn sign_with_random(&self, message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LEN] {
-        let a = Scalar::from_bytes_mod_order(self.0);
-        let cap_a = (&a * ED25519_BASEPOINT_TABLE).compress();
-        let sign_bit = cap_a.as_bytes()[31] & 0x80;
+        self.sign_inner(&self.edwards_public(), message, random)
+    }
+
+    /// XEdDSA's `A`: the compressed Edwards point `a·B` of this key (its sign bit is the
+    /// one signatures carry). Costs one fixed-base scalar multiplication; keys that sign
+    /// often cache it and use [`sign_with_edwards_public`](Self::sign_with_edwards_public).
+    pub fn edwards_public(&self) -> [u8; KEY_LEN] {
+        EdwardsPoint::mul_base_clamped(self.0).compress().to_bytes()
+    }
+
+    /// XEdDSA signature given this key's cached [`edwards_public`](Self::edwards_public):
+    /// one scalar multiplication instead of two. A wrong `edwards_public` produces
+    /// signatures that do not verify; it never exposes the key.
+    pub fn sign_with_edwards_public<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        edwards_public: &[u8; KEY_LEN],
+        rng: &mut R,
+        message: &[u8],
+    ) -> [u8; SIGNATURE_LEN] {
+        let mut random = [0u8; 64];
+        rng.fill_bytes(&mut random);
+        let sig = self.sign_inner(edwards_public, message, &random);
+        random.zeroize();
+        sig
+    }
+
+    fn sign_inner(
+        &self,
+        cap_a: &[u8; KEY_LEN],
+        message: &[u8],
+        random: &[u8; 64],
+    ) -> [u8; SIGNATURE_LEN] {
+        let mut a = Scalar::from_bytes_mod_order(self.0);
+        let sign_bit = cap_a[31] & 0x80;
         let mut prefix = [0xFFu8; 32];
         prefix[0] = 0xFE;
         let mut h1 = Sha512::new();
@@ -198,14 +229,16 @@ impl PrivateKey {
         h1.update(self.0);
         h1.update(message);
         h1.update(random);
-        let r = Scalar::from_hash(h1);
+        let mut r = Scalar::from_hash(h1);
         let cap_r = (&r * ED25519_BASEPOINT_TABLE).compress();
         let mut h2 = Sha512::new();
         h2.update(cap_r.as_bytes());
-        h2.update(cap_a.as_bytes());
+        h2.update(cap_a);
         h2.update(message);
         let h = Scalar::from_hash(h2);
         let s = h * a + r;
+        a.zeroize();
+        r.zeroize();
         let mut out = [0u8; SIGNATURE_LEN];
         out[..32].copy_from_slice(cap_r.as_bytes());
         out[32..].copy_from_slice(s.as_bytes());
@@ -237,6 +270,12 @@ impl KeyPair {
     /// Generates a fresh key pair.
     pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self::from_private(PrivateKey::generate(rng))
+    }
+
+    /// Pairs a stored public key with its private key without recomputing the public
+    /// half (a scalar multiplication): for records that already hold both.
+    pub(crate) fn from_parts_unchecked(public: PublicKey, private: PrivateKey) -> Self {
+        KeyPair { public, private }
     }
 
     /// Builds the pair from a private key.
@@ -297,6 +336,30 @@ mod tests {
             assert!(!kp.public.verify(&msg, &sig[..63]));
         }
         assert!(seen[0] && seen[1], "both sign bits should occur");
+    }
+
+    #[test]
+    fn cached_edwards_public_gives_the_same_signatures() {
+        use rand::{RngCore, SeedableRng, rngs::StdRng};
+        for seed in 0..16u64 {
+            let kp = KeyPair::generate(&mut OsRng);
+            let a = kp.private.edwards_public();
+            let mut random = [0u8; 64];
+            StdRng::seed_from_u64(seed).fill_bytes(&mut random);
+            let expected = kp.private.sign_with_random(b"msg", &random);
+            let sig =
+                kp.private
+                    .sign_with_edwards_public(&a, &mut StdRng::seed_from_u64(seed), b"msg");
+            assert_eq!(sig, expected);
+            assert!(kp.public.verify(b"msg", &sig));
+            // A wrong cached A yields a signature that does not verify.
+            let mut wrong = a;
+            wrong[0] ^= 1;
+            let bad = kp
+                .private
+                .sign_with_edwards_public(&wrong, &mut OsRng, b"msg");
+            assert!(!kp.public.verify(b"msg", &bad));
+        }
     }
 
     #[test]
