@@ -10,6 +10,7 @@ pub type FuzzEntry = fn(&[u8]);
 pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("noise_server_hello", noise_server_hello),
     ("noise_frames", noise_frames),
+    ("signal_decrypt", signal_decrypt),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -26,4 +27,10 @@ pub fn noise_server_hello(data: &[u8]) {
 /// Arbitrary chunks into the frame decoder, every frame into the transport decrypt.
 pub fn noise_frames(data: &[u8]) {
     let _ = crate::noise::fuzz_support::frames(data);
+}
+
+/// Arbitrary bytes as pkmsg / msg / skmsg / SKDM (first byte selects) into real
+/// sessions; see `signal::fuzz`.
+pub fn signal_decrypt(data: &[u8]) {
+    crate::signal::fuzz::signal_decrypt(data);
 }
