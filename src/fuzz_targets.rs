@@ -13,6 +13,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("node_decode", node_decode),
     ("message_event", message_event),
     ("signal_decrypt", signal_decrypt),
+    ("gateway_request", gateway_request),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -110,4 +111,14 @@ pub fn message_event(data: &[u8]) {
 /// sessions; see `signal::fuzz`.
 pub fn signal_decrypt(data: &[u8]) {
     crate::signal::fuzz::signal_decrypt(data);
+}
+
+/// Arbitrary bytes as a Z-API or RyzeAPI request body (first byte selects the route)
+/// into the gateway's request parsers, and as `dateTime|timeZone` into the Z-API time
+/// helpers. A no-op without the `gateway` feature.
+pub fn gateway_request(data: &[u8]) {
+    #[cfg(feature = "gateway")]
+    crate::gateway::fuzz_support::requests(data);
+    #[cfg(not(feature = "gateway"))]
+    let _ = data;
 }

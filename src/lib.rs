@@ -23,5 +23,8 @@ pub mod wire;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+#[cfg(feature = "gateway")]
+pub mod gateway;
+
 #[doc(hidden)]
 pub mod fuzz_targets;

@@ -21,6 +21,25 @@ enum Command {
     /// Offline tools for WhatsApp's wire formats (read stdin, write stdout).
     #[command(subcommand)]
     Wire(WireCommand),
+    /// Run the HTTP gateway (Z-API and RyzeAPI compatible routes, signed webhooks,
+    /// WebSocket event stream) configured by a TOML file; see examples/gateway.toml.
+    #[cfg(feature = "gateway")]
+    Serve(ServeArgs),
+}
+
+/// Arguments of `waevent serve`.
+#[cfg(feature = "gateway")]
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The gateway's TOML configuration.
+    #[arg(long, short, value_name = "FILE")]
+    config: std::path::PathBuf,
+    /// Listen on this address instead of the config's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    log_level: tracing::Level,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +94,73 @@ fn run_wire(cmd: WireCommand) -> Result<String, String> {
     out.map_err(|e| e.to_string())
 }
 
+/// Runs the gateway until Ctrl-C (or SIGTERM). Every instance gets its store from
+/// the config; until the WhatsApp client is linked, instances report "not connected".
+#[cfg(feature = "gateway")]
+fn run_serve(args: ServeArgs) -> Result<String, String> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use waevent::gateway::{DisconnectedBackend, EventBackend, Gateway, GatewayConfig};
+
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async move {
+        let mut backends: HashMap<String, Arc<dyn EventBackend>> = HashMap::new();
+        for inst in &config.instances {
+            tracing::warn!(instance = %inst.name, "no WhatsApp client linked: sends answer 503");
+            backends.insert(inst.name.clone(), Arc::new(DisconnectedBackend::new()));
+        }
+        let running = Gateway::open(config, backends)
+            .await
+            .map_err(|e| e.to_string())?
+            .bind()
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "waevent: gateway listening on http://{}",
+            running.local_addr()
+        );
+        running
+            .run_until(shutdown_signal())
+            .await
+            .map_err(|e| format!("gateway stopped: {e}"))?;
+        Ok("gateway stopped".to_string())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+#[cfg(feature = "gateway")]
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
 /// One line, whatever the error text holds.
 fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -84,6 +170,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Wire(cmd) => run_wire(cmd),
+        #[cfg(feature = "gateway")]
+        Command::Serve(args) => run_serve(args),
     };
     match result {
         Ok(out) => {
