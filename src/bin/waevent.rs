@@ -105,6 +105,7 @@ fn run_serve(args: ServeArgs) -> Result<String, String> {
     tracing_subscriber::fmt()
         .with_max_level(args.log_level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
     if let Some(listen) = args.listen {

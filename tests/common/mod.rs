@@ -97,21 +97,26 @@ pub fn python_env() -> &'static Path {
         let dir = interop_dir();
         let py = dir.join(".venv/bin/python");
         with_install_lock(|| {
+            // The marker holds the requirements it was installed from, so adding a
+            // package to requirements.txt installs it into an existing venv too.
             let ready = dir.join(".venv/.installed");
-            if !ready.exists() {
-                run_checked(
-                    Command::new("python3")
-                        .args(["-m", "venv", ".venv"])
-                        .current_dir(&dir),
-                    "python3 -m venv",
-                );
+            let wanted = std::fs::read(dir.join("requirements.txt")).unwrap();
+            if std::fs::read(&ready).ok().as_deref() != Some(&wanted[..]) {
+                if !py.exists() {
+                    run_checked(
+                        Command::new("python3")
+                            .args(["-m", "venv", ".venv"])
+                            .current_dir(&dir),
+                        "python3 -m venv",
+                    );
+                }
                 run_checked(
                     Command::new(&py)
                         .args(["-m", "pip", "install", "-q", "-r", "requirements.txt"])
                         .current_dir(&dir),
                     "pip install -r tools/interop/requirements.txt",
                 );
-                std::fs::write(&ready, b"ok").unwrap();
+                std::fs::write(&ready, &wanted).unwrap();
             }
         });
         py
