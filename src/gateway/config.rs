@@ -297,6 +297,10 @@ fn default_body_limit() -> usize {
     DEFAULT_BODY_LIMIT
 }
 
+fn default_idempotency_ttl() -> u64 {
+    86_400
+}
+
 /// The whole gateway configuration. Build it with [`GatewayConfig::from_toml`] or
 /// [`GatewayConfig::load`], which validate everything.
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +315,10 @@ pub struct GatewayConfig {
     /// Webhook retry settings.
     #[serde(default)]
     pub webhook: WebhookSettings,
+    /// How long an `Idempotency-Key` is remembered, in seconds (default 1 day); a
+    /// key whose request never finished is also freed after this long.
+    #[serde(default = "default_idempotency_ttl")]
+    pub idempotency_ttl_secs: u64,
     /// The instances (at least one).
     pub instances: Vec<InstanceConfig>,
 }
@@ -325,7 +333,8 @@ impl GatewayConfig {
         Ok(config)
     }
 
-    /// Reads and validates a TOML configuration file (at most 1 MiB).
+    /// Reads and validates a TOML configuration file (at most 1 MiB); relative
+    /// `store` paths are taken relative to the file's folder.
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let io = |source| ConfigError::Io {
             path: path.to_path_buf(),
@@ -339,7 +348,23 @@ impl GatewayConfig {
             ));
         }
         let text = std::fs::read_to_string(path).map_err(io)?;
-        GatewayConfig::from_toml(&text)
+        let mut config = GatewayConfig::from_toml(&text)?;
+        if let Some(dir) = path.parent() {
+            config.resolve_relative_to(dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes relative `store` paths relative to `dir` (the config file's folder).
+    pub fn resolve_relative_to(&mut self, dir: &Path) {
+        for inst in &mut self.instances {
+            if let Some(store) = &inst.store {
+                if store.is_relative() {
+                    inst.store = Some(dir.join(store));
+                }
+            }
+        }
     }
 
     /// Checks every value (what [`GatewayConfig::from_toml`] runs).
@@ -351,6 +376,12 @@ impl GatewayConfig {
             ));
         }
         self.webhook.check()?;
+        if !(60..=90 * 86_400).contains(&self.idempotency_ttl_secs) {
+            return Err(invalid(
+                "idempotency_ttl_secs",
+                "must be 60 seconds to 90 days",
+            ));
+        }
         if self.instances.is_empty() {
             return Err(invalid("instances", "at least one instance is required"));
         }
@@ -421,6 +452,24 @@ mod tests {
     }
 
     #[test]
+    fn relative_stores_follow_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(&path, GOOD.replace("/tmp/main.db", "data/main.db")).unwrap();
+        let c = GatewayConfig::load(&path).unwrap();
+        assert_eq!(
+            c.instances[0].store.as_deref(),
+            Some(dir.path().join("data/main.db").as_path())
+        );
+        assert_eq!(c.idempotency_ttl_secs, 86_400);
+        let abs = GatewayConfig::from_toml(GOOD).unwrap();
+        assert_eq!(
+            abs.instances[0].store.as_deref(),
+            Some(Path::new("/tmp/main.db"))
+        );
+    }
+
+    #[test]
     fn shipped_example_is_valid() {
         let c = GatewayConfig::from_toml(include_str!("../../examples/gateway.toml")).unwrap();
         assert_eq!(c.instances.len(), 1);
@@ -472,6 +521,10 @@ mod tests {
                 "own store file",
             ),
             ("instances = []".to_string(), "at least one instance"),
+            (
+                format!("idempotency_ttl_secs = 5\n{GOOD}"),
+                "idempotency_ttl_secs",
+            ),
             (
                 GOOD.replace("client_token =", "client_tokn ="),
                 "line 10: unknown field `client_tokn`",

@@ -189,6 +189,39 @@ where
     }
 }
 
+/// Forgets idempotency keys older than `ttl` (stale in-progress claims included),
+/// now and then every `ttl / 4` (at most every 10 minutes), until `stop` is set.
+pub(crate) async fn run_pruning(
+    inst: std::sync::Arc<InstanceRuntime>,
+    ttl: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = (ttl / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(600),
+    );
+    let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let before = crate::store::PruneBefore {
+            idempotency_keys: Some(now_ms().saturating_sub(ttl_ms)),
+            ..Default::default()
+        };
+        match inst.store.prune(before).await {
+            Ok(counts) if counts.idempotency_keys > 0 => {
+                tracing::info!(instance = %inst.config.name, removed = counts.idempotency_keys, "idempotency keys expired");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(instance = %inst.config.name, error = %e, "cannot prune idempotency keys");
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +262,68 @@ mod tests {
         drop(g);
         waiter.await.unwrap();
         assert_eq!(locks.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn stale_claims_expire() {
+        use crate::gateway::{DisconnectedBackend, GatewayConfig};
+        use crate::store::{MemoryStore, Store};
+        let config = GatewayConfig::from_toml(
+            "[[instances]]\nname = \"main\"\ntoken = \"instance-token-0123456789\"",
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let inst = Arc::new(InstanceRuntime {
+            config: config.instances[0].clone(),
+            backend: Arc::new(DisconnectedBackend::new()),
+            store: store.clone(),
+            stream: tokio::sync::broadcast::channel(1).0,
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        let claim = |key: &str, at: i64| IdempotencyClaim {
+            instance: "main".into(),
+            key: key.into(),
+            fingerprint: "f".into(),
+            now_ms: at,
+        };
+        // A claim from two hours ago that never finished, and a fresh one.
+        let now = now_ms();
+        assert_eq!(
+            store
+                .claim_idempotency_key(&claim("old", now - 7_200_000))
+                .await
+                .unwrap(),
+            IdempotencyState::Claimed
+        );
+        assert_eq!(
+            store
+                .claim_idempotency_key(&claim("new", now))
+                .await
+                .unwrap(),
+            IdempotencyState::Claimed
+        );
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run_pruning(
+            inst,
+            std::time::Duration::from_secs(3600),
+            stop_rx,
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert_eq!(
+            store
+                .claim_idempotency_key(&claim("old", now))
+                .await
+                .unwrap(),
+            IdempotencyState::Claimed
+        );
+        assert!(matches!(
+            store
+                .claim_idempotency_key(&claim("new", now))
+                .await
+                .unwrap(),
+            IdempotencyState::InProgress { .. }
+        ));
     }
 }

@@ -295,7 +295,8 @@ impl Gateway {
     }
 
     /// Serves on `listener` and starts, per instance, the event pump (backend events
-    /// into the webhook outbox and the stream) and the webhook delivery worker.
+    /// into the webhook outbox and the stream), the webhook delivery worker and the
+    /// expiry of old idempotency keys.
     pub fn start(self, listener: TcpListener) -> Result<RunningGateway, GatewayError> {
         let addr = listener
             .local_addr()
@@ -315,6 +316,11 @@ impl Gateway {
             tasks.push(tokio::spawn(webhook::run_event_pump(
                 inst.clone(),
                 events,
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(idempotency::run_pruning(
+                inst.clone(),
+                Duration::from_secs(self.config.idempotency_ttl_secs),
                 stop_rx.clone(),
             )));
             tasks.push(tokio::spawn(webhook::run_delivery(
