@@ -57,7 +57,7 @@
 //! # Wiring
 //!
 //! [`Gateway::new`] takes the configuration, one [`EventBackend`] and one
-//! [`Store`](crate::store::Store) per instance (injectable: tests use their own
+//! [`Store`] per instance (injectable: tests use their own
 //! backend), [`Gateway::open`] opens each instance's SQLite store from the config.
 //! [`Gateway::start`] serves on a listener and runs the background tasks until the
 //! returned [`RunningGateway`] is shut down or dropped.
