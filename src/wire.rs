@@ -53,6 +53,12 @@ pub enum WireError {
     /// JSON output or input failed.
     #[error("JSON: {0}")]
     Json(String),
+    /// The bytes are not a binary node frame.
+    #[error("not a binary node: {0}")]
+    NodeDecode(String),
+    /// The node cannot be encoded.
+    #[error("cannot encode the node: {0}")]
+    NodeEncode(String),
     /// The schema lacks a type (a build problem).
     #[error("schema has no message type {0}")]
     Schema(&'static str),
@@ -154,6 +160,28 @@ pub fn message_base64_to_json(text: &str) -> Result<String, WireError> {
     message_to_json_text(&decode_base64(text)?)
 }
 
+/// `waevent wire node-decode`: hex of a binary node frame payload (flags byte first;
+/// flag 0x02 = zlib-compressed) → pretty JSON `{"tag", "attrs", "content"}` with
+/// content `null`, a hex string or an array of child nodes.
+pub fn node_hex_to_json(text: &str) -> Result<String, WireError> {
+    let bytes = decode_hex(text)?;
+    let node =
+        crate::binary::unmarshal(&bytes).map_err(|e| WireError::NodeDecode(e.to_string()))?;
+    serde_json::to_string_pretty(&crate::binary::json::node_to_json(&node))
+        .map_err(|e| WireError::Json(e.to_string()))
+}
+
+/// `waevent wire node-encode`: the JSON of `node-decode` → hex of the uncompressed
+/// frame payload (flags byte 0x00, then the node).
+pub fn node_json_to_hex(json: &str) -> Result<String, WireError> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| WireError::Json(e.to_string()))?;
+    let node = crate::binary::json::node_from_json(&value)
+        .map_err(|e| WireError::NodeEncode(e.to_string()))?;
+    let bytes = crate::binary::marshal(&node).map_err(|e| WireError::NodeEncode(e.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,6 +211,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(secret.len(), 32);
+    }
+
+    #[test]
+    fn nodes_to_json_and_back() {
+        let json = r#"{"tag":"iq","attrs":{"id":"1","to":"@s.whatsapp.net","type":"get","xmlns":"w:g2"},"content":[{"tag":"query","attrs":{"request":"interactive"},"content":null}]}"#;
+        let hex = node_json_to_hex(json).unwrap();
+        assert!(hex.starts_with("00"), "{hex}");
+        let back: serde_json::Value =
+            serde_json::from_str(&node_hex_to_json(&hex).unwrap()).unwrap();
+        let want: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(back, want);
+        assert!(matches!(
+            node_hex_to_json("00"),
+            Err(WireError::NodeDecode(_))
+        ));
+        assert!(matches!(
+            node_json_to_hex(r#"{"tag":""}"#),
+            Err(WireError::NodeEncode(_))
+        ));
+        assert!(matches!(node_json_to_hex("{"), Err(WireError::Json(_))));
     }
 
     #[test]

@@ -31,6 +31,11 @@ enum WireCommand {
     Event,
     /// Base64 of an E2E Message → the message as JSON.
     Decode,
+    /// Hex of a binary node frame (flags byte first) → JSON {"tag", "attrs",
+    /// "content": null | "<hex>" | [children]}.
+    NodeDecode,
+    /// The JSON of node-decode → hex of the frame (flags byte 0x00 first).
+    NodeEncode,
 }
 
 /// Reads all of stdin, refusing more than [`MAX_INPUT_LEN`] bytes.
@@ -57,6 +62,14 @@ fn run_wire(cmd: WireCommand) -> Result<String, String> {
         WireCommand::Decode => {
             let text = wire::input_text(&raw, "base64 of a Message").map_err(|e| e.to_string())?;
             wire::message_base64_to_json(text)
+        }
+        WireCommand::NodeDecode => {
+            let text = wire::input_text(&raw, "hex of a binary node").map_err(|e| e.to_string())?;
+            wire::node_hex_to_json(text)
+        }
+        WireCommand::NodeEncode => {
+            let text = wire::input_text(&raw, "node JSON").map_err(|e| e.to_string())?;
+            wire::node_json_to_hex(text)
         }
     };
     out.map_err(|e| e.to_string())

@@ -223,8 +223,8 @@ enum TimeInput {
 }
 
 /// A validated event card. Build one with [`EventCard::builder`], from the gateway's
-/// JSON with [`EventCard::from_json`](super::EventCardRequest), or read one from a
-/// message with [`EventCard::from_message`]. Every card that exists is valid.
+/// JSON with [`EventCard::from_json`] (see [`super::EventCardRequest`]), or read one
+/// from a message with [`EventCard::from_message`]. Every card that exists is valid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventCard {
     name: String,
@@ -376,13 +376,13 @@ impl EventCardBuilder {
             Some(TimeInput::Text(t)) if t.trim().is_empty() => None,
             Some(t) => Some(resolve_time("endAt", t)?),
         };
-        if let Some(end) = end
-            && end < start
-        {
-            return Err(EventCardError::EndBeforeStart {
-                start: format_unix(start),
-                end: format_unix(end),
-            });
+        if let Some(end) = end {
+            if end < start {
+                return Err(EventCardError::EndBeforeStart {
+                    start: format_unix(start),
+                    end: format_unix(end),
+                });
+            }
         }
         let location = self.location.map(EventLocation::validate).transpose()?;
         let join_link = non_empty(self.join_link)
@@ -993,5 +993,109 @@ mod tests {
             EventCard::from_message(&no_start),
             Err(EventCardError::MissingStart)
         );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    fn opt_text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[a-zA-Z0-9 çãé,.!-]{0,24}[a-z]")
+    }
+
+    prop_compose! {
+        fn location()(
+            name in opt_text(),
+            address in opt_text(),
+            coords in proptest::option::of((-90.0f64..=90.0, -180.0f64..=180.0)),
+        ) -> EventLocation {
+            let mut loc = EventLocation {
+                name,
+                address,
+                latitude: coords.map(|c| c.0),
+                longitude: coords.map(|c| c.1),
+            };
+            if loc.name.is_none() && loc.address.is_none() && loc.latitude.is_none() {
+                loc.name = Some("somewhere".into());
+            }
+            loc
+        }
+    }
+
+    prop_compose! {
+        fn card()(
+            name in "[^\\s]{1,8}( [^\\s]{1,8}){0,3}",
+            description in opt_text(),
+            start in 0i64..=MAX_EVENT_TIME,
+            duration in proptest::option::of(0i64..=30 * 86_400),
+            location in proptest::option::of(location()),
+            link in proptest::option::of((any::<bool>(), "[A-Za-z0-9]{1,22}")),
+            schedule_call in any::<bool>(),
+            reminder in proptest::option::of(0i64..=7 * 86_400),
+            extra_guests in any::<bool>(),
+            canceled in any::<bool>(),
+        ) -> EventCard {
+            let mut b = EventCard::builder()
+                .name(name)
+                .start_unix(start)
+                .schedule_call(schedule_call)
+                .extra_guests_allowed(extra_guests)
+                .canceled(canceled);
+            if let Some(d) = description { b = b.description(d); }
+            if let Some(d) = duration { b = b.end_unix(start.saturating_add(d).min(MAX_EVENT_TIME)); }
+            if let Some(l) = location { b = b.location(l); }
+            if let Some((video, token)) = link {
+                let ct = if video { CallType::Video } else { CallType::Voice };
+                b = b.join_link(format!("{}{token}", ct.link_prefix()));
+            }
+            if let Some(r) = reminder { b = b.reminder_offset_secs(r); }
+            b.build().unwrap()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn card_round_trips_through_message_bytes(card in card(), seed in any::<[u8; 32]>()) {
+            let secret = MessageSecret::from_array(seed);
+            let bytes = card.to_message_with_secret(&secret).encode_to_vec();
+            let back = e2e::Message::decode(bytes.as_slice()).unwrap();
+            prop_assert_eq!(EventCard::from_message(&back).unwrap(), card);
+            prop_assert_eq!(MessageSecret::from_message(&back).unwrap(), secret);
+        }
+
+        #[test]
+        fn card_round_trips_through_gateway_json(card in card()) {
+            let json = card.to_json().to_string();
+            let back = EventCard::from_json(&json).unwrap();
+            // serde_json's float parser may land one ULP off; coordinates only need
+            // to agree to far better than a millimetre.
+            let coords = |c: &EventCard| {
+                c.location().map(|l| (l.latitude, l.longitude))
+            };
+            match (coords(&back), coords(&card)) {
+                (Some((Some(a), Some(b))), Some((Some(x), Some(y)))) => {
+                    prop_assert!((a - x).abs() < 1e-9 && (b - y).abs() < 1e-9);
+                }
+                (a, b) => prop_assert_eq!(a, b),
+            }
+            let strip = |c: &EventCard| {
+                let mut b = c.to_builder();
+                if let Some(mut l) = c.location().cloned() {
+                    l.latitude = l.latitude.map(|_| 0.0);
+                    l.longitude = l.longitude.map(|_| 0.0);
+                    b = b.location(l);
+                }
+                b.build().unwrap()
+            };
+            prop_assert_eq!(strip(&back), strip(&card));
+        }
+
+        #[test]
+        fn arbitrary_time_text_never_panics(text in "\\PC{0,40}") {
+            let _ = EventCard::builder().name("x").start_at(text.clone()).end_at(text).build();
+        }
     }
 }

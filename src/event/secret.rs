@@ -546,3 +546,44 @@ mod tests {
         assert_eq!(sender_for(&Jid::lid_user("1"), &pn, None), &pn);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn jid() -> impl Strategy<Value = Jid> {
+        ("[1-9][0-9]{6,14}", any::<bool>(), 0u16..100).prop_map(|(user, lid, device)| {
+            let j = if lid {
+                Jid::lid_user(user)
+            } else {
+                Jid::pn_user(user)
+            };
+            j.with_device(device)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(
+            seed in any::<u64>(),
+            edit in any::<bool>(),
+            id in "[0-9A-F]{16,32}",
+            creator in jid(),
+            sender in jid(),
+            plaintext in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let secret = MessageSecret::generate(&mut rng);
+            let uc = if edit { UseCase::EventEdit } else { UseCase::EventResponse };
+            let p = Parties::new(creator, sender);
+            let sealed = seal(&secret, uc, &id, &p, &plaintext, &mut rng).unwrap();
+            prop_assert_eq!(sealed.payload.len(), plaintext.len() + TAG_LEN);
+            let c = [Parties::new(p.creator.to_non_ad(), p.sender.to_non_ad())];
+            let (plain, _) = open(&secret, uc, &id, &c, &sealed.iv, &sealed.payload).unwrap();
+            prop_assert_eq!(plain, plaintext);
+        }
+    }
+}
