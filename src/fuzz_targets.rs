@@ -10,6 +10,7 @@ pub type FuzzEntry = fn(&[u8]);
 pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("noise_server_hello", noise_server_hello),
     ("noise_frames", noise_frames),
+    ("node_decode", node_decode),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -26,4 +27,24 @@ pub fn noise_server_hello(data: &[u8]) {
 /// Arbitrary chunks into the frame decoder, every frame into the transport decrypt.
 pub fn noise_frames(data: &[u8]) {
     let _ = crate::noise::fuzz_support::frames(data);
+}
+
+/// `binary::unmarshal` on arbitrary frame payloads; whatever decodes must re-encode, and
+/// decoding that encoding must give the same node (decode ∘ encode is the identity on
+/// decoded nodes). Panics only on a codec bug.
+pub fn node_decode(data: &[u8]) {
+    use crate::binary::{marshal, unmarshal};
+    if let Ok(node) = unmarshal(data) {
+        let bytes = match marshal(&node) {
+            Ok(b) => b,
+            Err(e) => panic!("a decoded node does not re-encode: {e}\n{node}"),
+        };
+        match unmarshal(&bytes) {
+            Ok(again) => assert!(
+                again == node,
+                "decode(encode(node)) differs:\n{again}\n{node}"
+            ),
+            Err(e) => panic!("a re-encoded node does not decode: {e}\n{node}"),
+        }
+    }
 }
