@@ -134,7 +134,7 @@ fn clamp(mut k: [u8; KEY_LEN]) -> [u8; KEY_LEN] {
 
 impl PrivateKey {
     /// Generates a fresh random private key.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut k = [0u8; KEY_LEN];
         rng.fill_bytes(&mut k);
         let key = PrivateKey(clamp(k));
@@ -170,15 +170,24 @@ impl PrivateKey {
 
     /// XEdDSA signature over `message` (libsignal's `calculateSignature`), using 64 bytes
     /// of fresh randomness.
-    pub fn sign<R: RngCore + CryptoRng>(&self, rng: &mut R, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    pub fn sign<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+    ) -> [u8; SIGNATURE_LEN] {
         let mut random = [0u8; 64];
         rng.fill_bytes(&mut random);
-        let sig = self.sign_with_nonce(message, &random);
+        let sig = self.sign_with_random(message, &random);
         random.zeroize();
         sig
     }
 
-    fn sign_with_nonce(&self, message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LEN] {
+    /// XEdDSA signature with caller-supplied randomness: exactly libsignal's
+    /// `curve25519_sign(sig, priv, msg, random)`, so the same inputs give the same bytes
+    /// (used to compare against other implementations). The nonce hashes the private
+    /// key and the message too, so a repeated `random` does not leak the key; still,
+    /// prefer [`sign`](Self::sign).
+    pub fn sign_with_random(&self, message: &[u8], random: &[u8; 64]) -> [u8; SIGNATURE_LEN] {
         let a = Scalar::from_bytes_mod_order(self.0);
         let cap_a = (&a * ED25519_BASEPOINT_TABLE).compress();
         let sign_bit = cap_a.as_bytes()[31] & 0x80;
@@ -226,7 +235,7 @@ impl std::fmt::Debug for KeyPair {
 
 impl KeyPair {
     /// Generates a fresh key pair.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self::from_private(PrivateKey::generate(rng))
     }
 
@@ -244,7 +253,11 @@ impl KeyPair {
     }
 
     /// XEdDSA signature over `message`.
-    pub fn sign<R: RngCore + CryptoRng>(&self, rng: &mut R, message: &[u8]) -> [u8; SIGNATURE_LEN] {
+    pub fn sign<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        message: &[u8],
+    ) -> [u8; SIGNATURE_LEN] {
         self.private.sign(rng, message)
     }
 }
