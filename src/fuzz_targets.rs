@@ -11,6 +11,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("noise_server_hello", noise_server_hello),
     ("noise_frames", noise_frames),
     ("node_decode", node_decode),
+    ("message_event", message_event),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -46,5 +47,60 @@ pub fn node_decode(data: &[u8]) {
             ),
             Err(e) => panic!("a re-encoded node does not decode: {e}\n{node}"),
         }
+    }
+}
+
+/// The message secret the `message_event` target decrypts RSVPs and edits with
+/// (its seed corpus is encrypted under it, so decryption succeeds on the seeds).
+pub const FUZZ_EVENT_SECRET: [u8; 32] = [0x42; 32];
+/// The modification sender the `message_event` target assumes.
+pub const FUZZ_EVENT_SENDER: &str = "5511988887777@s.whatsapp.net";
+/// The group the `message_event` target assumes the message arrived in.
+pub const FUZZ_EVENT_GROUP: &str = "120363000000000001@g.us";
+
+/// Decodes arbitrary bytes as an E2E `Message` and runs everything that reads
+/// events from it: card extraction, message secret, RSVP and EVENT_EDIT decryption
+/// (creator taken from the key as a receiver does), and the JSON rendering of
+/// `waevent wire decode`. Valid UTF-8 is also parsed as event-card JSON.
+pub fn message_event(data: &[u8]) {
+    use crate::event::{
+        EventCard, MessageSecret, Parties, creator_from_key, decrypt_event_edit, decrypt_rsvp,
+        unwrap_message,
+    };
+    use crate::jid::Jid;
+    use prost::Message as _;
+
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = EventCard::from_json(text);
+    }
+    let Ok(message) = crate::proto::e2e::Message::decode(data) else {
+        return;
+    };
+    let _ = EventCard::from_message(&message);
+    let _ = MessageSecret::from_message(&message);
+    let _ = crate::wire::message_to_json(data);
+
+    let (Ok(chat), Ok(sender)) = (Jid::parse(FUZZ_EVENT_GROUP), Jid::parse(FUZZ_EVENT_SENDER))
+    else {
+        return;
+    };
+    let secret = MessageSecret::from_array(FUZZ_EVENT_SECRET);
+    let candidates = |key: Option<&crate::proto::e2e::MessageKey>| -> Vec<Parties> {
+        let creators: Vec<Jid> = key
+            .and_then(|k| creator_from_key(k, &chat, &sender).ok())
+            .into_iter()
+            .collect();
+        Parties::alternates(&creators, std::slice::from_ref(&sender))
+    };
+    let inner = unwrap_message(&message);
+    if let Some(enc) = &inner.enc_event_response_message {
+        let _ = decrypt_rsvp(
+            enc,
+            &secret,
+            &candidates(enc.event_creation_message_key.as_ref()),
+        );
+    }
+    if let Some(sem) = &inner.secret_encrypted_message {
+        let _ = decrypt_event_edit(sem, &secret, &candidates(sem.target_message_key.as_ref()));
     }
 }

@@ -1,6 +1,105 @@
 //! The `waevent` command-line tool: a thin layer over the library.
+//!
+//! Errors are printed to stderr as one line and the process exits with code 2.
 
-fn main() {
-    eprintln!("waevent: no commands yet");
-    std::process::exit(2);
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use waevent::wire::{self, MAX_INPUT_LEN, WireError};
+
+/// waevent: WhatsApp event cards and RSVPs over the multi-device protocol.
+#[derive(Parser)]
+#[command(name = "waevent", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Offline tools for WhatsApp's wire formats (read stdin, write stdout).
+    #[command(subcommand)]
+    Wire(WireCommand),
+}
+
+#[derive(Subcommand)]
+enum WireCommand {
+    /// Event card JSON (name, description, startAt, endAt, location{name,address,
+    /// latitude,longitude}, joinLink, isScheduleCall, hasReminder, reminderOffsetSec,
+    /// extraGuestsAllowed, isCanceled) → base64 of the E2E Message.
+    Event,
+    /// Base64 of an E2E Message → the message as JSON.
+    Decode,
+    /// Hex of a binary node frame (flags byte first) → JSON {"tag", "attrs",
+    /// "content": null | "<hex>" | [children]}.
+    NodeDecode,
+    /// The JSON of node-decode → hex of the frame (flags byte 0x00 first).
+    NodeEncode,
+}
+
+/// Reads all of stdin, refusing more than [`MAX_INPUT_LEN`] bytes.
+fn read_stdin() -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_INPUT_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    if buf.len() > MAX_INPUT_LEN {
+        return Err(WireError::InputTooLarge { max: MAX_INPUT_LEN }.to_string());
+    }
+    Ok(buf)
+}
+
+fn run_wire(cmd: WireCommand) -> Result<String, String> {
+    let raw = read_stdin()?;
+    let out = match cmd {
+        WireCommand::Event => {
+            let text = wire::input_text(&raw, "event card JSON").map_err(|e| e.to_string())?;
+            wire::event_json_to_base64(text, &mut rand::rngs::OsRng)
+        }
+        WireCommand::Decode => {
+            let text = wire::input_text(&raw, "base64 of a Message").map_err(|e| e.to_string())?;
+            wire::message_base64_to_json(text)
+        }
+        WireCommand::NodeDecode => {
+            let text = wire::input_text(&raw, "hex of a binary node").map_err(|e| e.to_string())?;
+            wire::node_hex_to_json(text)
+        }
+        WireCommand::NodeEncode => {
+            let text = wire::input_text(&raw, "node JSON").map_err(|e| e.to_string())?;
+            wire::node_json_to_hex(text)
+        }
+    };
+    out.map_err(|e| e.to_string())
+}
+
+/// One line, whatever the error text holds.
+fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Wire(cmd) => run_wire(cmd),
+    };
+    match result {
+        Ok(out) => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout (e.g. piped into `head`) is not worth a panic.
+            if writeln!(stdout, "{out}")
+                .and_then(|_| stdout.flush())
+                .is_err()
+            {
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("waevent: {}", one_line(&msg));
+            ExitCode::from(2)
+        }
+    }
 }

@@ -305,8 +305,11 @@ impl Encoder<'_> {
         let odd = if bytes.len() % 2 == 1 { 0x80 } else { 0 };
         self.out.extend_from_slice(&[tag, pairs | odd]);
         for pair in bytes.chunks(2) {
-            let hi = code(pair[0]);
-            let lo = pair.get(1).map_or(0x0F, |&b| code(b));
+            let (hi, lo) = match *pair {
+                [a, b] => (code(a), code(b)),
+                [a] => (code(a), 0x0F),
+                _ => continue, // `chunks(2)` yields one or two bytes
+            };
             self.out.push((hi << 4) | lo);
         }
     }

@@ -812,3 +812,289 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Fuzz seeds
+
+/// Real stanzas (as waevent sends or the server sends them) for the `node_decode` fuzz
+/// corpus, by file name.
+fn seed_stanzas() -> Vec<(&'static str, Node)> {
+    let me_lid = Jid::new_ad("236395184570386", 12, "lid");
+    let group = Jid::group("120363019502650977");
+    let to = |user: &str, device: u16, kind: &str, len: usize| {
+        Node::new("to")
+            .attr("jid", Jid::new_ad(user, device, "lid"))
+            .child(
+                Node::new("enc")
+                    .attr("v", "2")
+                    .attr("type", kind)
+                    .with_bytes(vec![0x33; len]),
+            )
+    };
+    vec![
+        (
+            "iq_ping",
+            Node::new("iq")
+                .attr("id", "1.2-3")
+                .attr("xmlns", "w:p")
+                .attr("type", "get")
+                .attr("to", Jid::server_jid())
+                .child(Node::new("ping")),
+        ),
+        (
+            "message_group_event",
+            Node::new("message")
+                .attr("id", "3EB0C431C26A1916E4F1A9")
+                .attr("to", &group)
+                .attr("type", "event")
+                .attr("addressing_mode", "lid")
+                .attr("phash", "2:hGkw9yDT")
+                .with_children(vec![
+                    Node::new("participants").with_children(vec![
+                        to("123456789012345", 0, "pkmsg", 220),
+                        to("123456789012345", 3, "msg", 180),
+                        to("987654321098765", 1, "pkmsg", 230),
+                    ]),
+                    Node::new("enc")
+                        .attr("v", "2")
+                        .attr("type", "skmsg")
+                        .with_bytes(vec![0x33; 140]),
+                    Node::new("device-identity").with_bytes(vec![0x0A; 150]),
+                ]),
+        ),
+        (
+            "message_incoming_pkmsg",
+            Node::new("message")
+                .attr("from", &group)
+                .attr("type", "text")
+                .attr("id", "3EB0A1B2C3D4E5F60718")
+                .attr("participant", Jid::new_ad("123456789012345", 3, "lid"))
+                .attr("participant_pn", "5511999999999@s.whatsapp.net")
+                .attr("addressing_mode", "lid")
+                .attr("notify", "Ana")
+                .attr("t", 1_763_700_000u64)
+                .with_children(vec![
+                    Node::new("enc")
+                        .attr("v", "2")
+                        .attr("type", "pkmsg")
+                        .with_bytes(vec![0x33; 300]),
+                ]),
+        ),
+        (
+            "receipt_read",
+            Node::new("receipt")
+                .attr("from", &group)
+                .attr("participant", Jid::new_ad("123456789012345", 3, "lid"))
+                .attr("id", "3EB0C431C26A1916E4F1A9")
+                .attr("type", "read")
+                .attr("t", 1_763_700_100u64),
+        ),
+        (
+            "receipt_retry",
+            Node::new("receipt")
+                .attr("from", Jid::new_ad("123456789012345", 3, "lid"))
+                .attr("id", "3EB0C431C26A1916E4F1A9")
+                .attr("type", "retry")
+                .with_children(vec![
+                    Node::new("retry")
+                        .attr("count", "2")
+                        .attr("id", "3EB0C431C26A1916E4F1A9")
+                        .attr("t", 1_763_700_000u64)
+                        .attr("v", "1"),
+                    Node::new("registration").with_bytes(vec![0, 0, 0x30, 0x39]),
+                    Node::new("keys").with_children(vec![
+                        Node::new("type").with_bytes(vec![5]),
+                        Node::new("identity").with_bytes(vec![0x11; 32]),
+                    ]),
+                ]),
+        ),
+        (
+            "notification_devices",
+            Node::new("notification")
+                .attr("from", Jid::lid_user("123456789012345"))
+                .attr("type", "devices")
+                .attr("id", "2411239471")
+                .attr("t", 1_763_700_200u64)
+                .child(
+                    Node::new("devices")
+                        .attr("dhash", "2:WvZ0BTfE")
+                        .with_children(vec![
+                            Node::new("device").attr("jid", Jid::lid_user("123456789012345")),
+                            Node::new("device")
+                                .attr("jid", Jid::new_ad("123456789012345", 7, "lid"))
+                                .attr("key-index", "2"),
+                        ]),
+                ),
+        ),
+        (
+            "iq_pair_device",
+            Node::new("iq")
+                .attr("from", Jid::server_jid())
+                .attr("type", "set")
+                .attr("id", "1234567890")
+                .attr("xmlns", "md")
+                .child(
+                    Node::new("pair-device").with_children(
+                        (0..6)
+                            .map(|i| {
+                                Node::new("ref").with_bytes(
+                                    format!("2@Qm9yZGVyIHJlZiB7aX0sIGEgc2VlZA=={i},fT1tKcZl")
+                                        .into_bytes(),
+                                )
+                            })
+                            .collect(),
+                    ),
+                ),
+        ),
+        (
+            "success",
+            Node::new("success")
+                .attr("t", 1_763_700_000u64)
+                .attr("props", "20")
+                .attr("abprops", "9")
+                .attr("location", "frc")
+                .attr("lid", Jid::new_ad("236395184570386", 12, "lid"))
+                .attr("creation", 1_700_000_000u64),
+        ),
+        (
+            "stream_error_515",
+            Node::new("stream:error").attr("code", "515"),
+        ),
+        (
+            "ack_message",
+            Node::new("ack")
+                .attr("class", "message")
+                .attr("id", "3EB0C431C26A1916E4F1A9")
+                .attr("from", &group)
+                .attr("t", 1_763_700_000u64)
+                .attr("phash", "2:hGkw9yDT"),
+        ),
+        (
+            "iq_usync_result",
+            Node::new("iq")
+                .attr("from", me_lid.to_non_ad())
+                .attr("type", "result")
+                .attr("id", "7.190-2")
+                .child(
+                    Node::new("usync").child(
+                        Node::new("list").with_children(
+                            ["123456789012345", "987654321098765"]
+                                .iter()
+                                .map(|u| {
+                                    Node::new("user").attr("jid", Jid::lid_user(*u)).child(
+                                        Node::new("devices").child(
+                                            Node::new("device-list").with_children(vec![
+                                                Node::new("device").attr("id", "0"),
+                                                Node::new("device")
+                                                    .attr("id", "3")
+                                                    .attr("key-index", "1"),
+                                            ]),
+                                        ),
+                                    )
+                                })
+                                .collect(),
+                        ),
+                    ),
+                ),
+        ),
+        (
+            "iq_group_metadata",
+            Node::new("iq")
+                .attr("from", Jid::new("", "g.us"))
+                .attr("type", "result")
+                .attr("id", "8")
+                .child(
+                    Node::new("group")
+                        .attr("id", "120363019502650977")
+                        .attr("addressing_mode", "lid")
+                        .attr("subject", "Team sync ✓")
+                        .attr("creation", 1_700_000_000u64)
+                        .attr("creator", Jid::lid_user("123456789012345"))
+                        .with_children(vec![
+                            Node::new("participant")
+                                .attr("jid", Jid::lid_user("123456789012345"))
+                                .attr("phone_number", "5511999999999@s.whatsapp.net")
+                                .attr("type", "superadmin"),
+                            Node::new("participant")
+                                .attr("jid", Jid::lid_user("987654321098765"))
+                                .attr("phone_number", "5511988888888@s.whatsapp.net"),
+                        ]),
+                ),
+        ),
+    ]
+}
+
+/// The seed files: each stanza marshalled, one compressed frame, and corrupt inputs.
+fn seed_files() -> Vec<(String, Vec<u8>)> {
+    let stanzas = seed_stanzas();
+    let mut files: Vec<(String, Vec<u8>)> = stanzas
+        .iter()
+        .map(|(name, node)| (format!("{name}.bin"), marshal(node).unwrap()))
+        .collect();
+    let (_, group_msg) = &stanzas[1];
+    files.push((
+        "compressed_message_group_event.bin".into(),
+        marshal_compressed(group_msg).unwrap(),
+    ));
+    let full = marshal(group_msg).unwrap();
+    files.push((
+        "corrupt_truncated.bin".into(),
+        full[..full.len() / 2].to_vec(),
+    ));
+    let mut trailing = marshal(&stanzas[0].1).unwrap();
+    trailing.extend([0x19, 0x19]);
+    files.push(("corrupt_trailing.bin".into(), trailing));
+    files.push((
+        "corrupt_bad_nibble.bin".into(),
+        vec![0x00, 0xF8, 0x03, 0x19, 0x08, 0xFF, 0x02, 0x1C, 0xD0],
+    ));
+    files.push((
+        "corrupt_empty_list.bin".into(),
+        vec![0x00, 0xF8, 0x02, 0x19, 0xF8, 0x01, 0xF8, 0x00],
+    ));
+    let mut deep = vec![0x00];
+    for _ in 0..70 {
+        deep.extend([0xF8, 0x02, 0x19, 0xF8, 0x01]);
+    }
+    deep.extend([0xF8, 0x01, 0x19]);
+    files.push(("corrupt_too_deep.bin".into(), deep));
+    let z = marshal_compressed(&stanzas[3].1).unwrap();
+    files.push((
+        "corrupt_zlib_truncated.bin".into(),
+        z[..z.len() - 4].to_vec(),
+    ));
+    files
+}
+
+/// The seed corpus in `fuzz/corpus/node_decode/` is what `seed_files` produces (run
+/// with `WAEVENT_WRITE_FUZZ_SEEDS=1` to rewrite it after changing the stanzas); real
+/// stanzas decode, corrupt ones do not.
+#[test]
+fn fuzz_seed_corpus_is_current() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/node_decode");
+    let write = std::env::var_os("WAEVENT_WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    for (name, bytes) in seed_files() {
+        let path = dir.join(&name);
+        if write {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let on_disk = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (WAEVENT_WRITE_FUZZ_SEEDS=1 writes it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk, bytes,
+            "{name} is stale (WAEVENT_WRITE_FUZZ_SEEDS=1 rewrites it)"
+        );
+        assert_eq!(
+            unmarshal(&bytes).is_ok(),
+            !name.starts_with("corrupt_"),
+            "{name}"
+        );
+    }
+}

@@ -14,17 +14,47 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/interop")
 }
 
+// `File::lock` is stable since Rust 1.89, above the declared rust-version (1.85):
+// the tests need 1.89 while the library keeps 1.85.
+/// Serialises installs across test processes with a lock file created exclusively
+/// (`create_new`), removed when done; a lock older than 10 minutes is taken as stale.
 fn with_install_lock<T>(f: impl FnOnce() -> T) -> T {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(interop_dir().join(".install.lock"))
-        .expect("open install lock");
-    lock.lock().expect("lock install lock");
-    let out = f();
-    let _ = lock.unlock();
-    out
+    let path = interop_dir().join(".install.lock");
+    let started = std::time::Instant::now();
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stale = std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(600));
+                if stale {
+                    let _ = std::fs::remove_file(&path);
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(900),
+                    "timed out waiting for {}",
+                    path.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("cannot create {}: {e}", path.display()),
+        }
+    }
+    struct Unlock(PathBuf);
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _unlock = Unlock(path);
+    f()
 }
 
 fn run_checked(cmd: &mut Command, what: &str) {
