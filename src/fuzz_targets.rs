@@ -12,6 +12,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("noise_frames", noise_frames),
     ("node_decode", node_decode),
     ("message_event", message_event),
+    ("signal_decrypt", signal_decrypt),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -103,4 +104,10 @@ pub fn message_event(data: &[u8]) {
     if let Some(sem) = &inner.secret_encrypted_message {
         let _ = decrypt_event_edit(sem, &secret, &candidates(sem.target_message_key.as_ref()));
     }
+}
+
+/// Arbitrary bytes as pkmsg / msg / skmsg / SKDM (first byte selects) into real
+/// sessions; see `signal::fuzz`.
+pub fn signal_decrypt(data: &[u8]) {
+    crate::signal::fuzz::signal_decrypt(data);
 }

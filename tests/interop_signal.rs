@@ -412,6 +412,13 @@ fn wire_bodies_and_records_match_whatsapp_schema() {
     let sk = group::encrypt(&mut own, &[1u8; 300], rng).unwrap();
     let json = waproto_roundtrip(&mut peer, "SenderKeyMessage", &sk[1..sk.len() - 64]);
     assert_eq!(json["iteration"], 0);
+    // A member's copy of our sender key, with skipped keys (iterations 1 and 2).
+    let mut member = SenderKeyRecord::new();
+    group::process_distribution_message(&mut member, &skdm);
+    let later: Vec<Vec<u8>> = (0..3)
+        .map(|_| group::encrypt(&mut own, b"later", rng).unwrap())
+        .collect();
+    group::decrypt(&mut member, &later[2]).unwrap();
 
     // Their encodings → our parsers.
     let ratchet = KeyPair::generate(rng).public;
@@ -466,7 +473,7 @@ fn wire_bodies_and_records_match_whatsapp_schema() {
     for (ty, ours) in [
         ("RecordStructure", record.serialize()),
         ("RecordStructure", bob_record.serialize()),
-        ("SenderKeyRecordStructure", own.serialize()),
+        ("SenderKeyRecordStructure", member.serialize()),
     ] {
         let r = peer.call(json!({"op": "protoDecode", "type": ty, "body": b64(&ours)}));
         let mut theirs = unb64(&r["reencoded"]);

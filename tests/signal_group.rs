@@ -237,3 +237,24 @@ fn records_refuse_garbage_and_debug_is_redacted() {
         "{text}"
     );
 }
+
+#[test]
+fn own_record_without_cached_edwards_key_still_signs() {
+    use prost::Message;
+    use waevent::proto::records::SenderKeyRecordStructure;
+    let rng = &mut rng();
+    let (mut ours, mut theirs) = setup(rng);
+    // Strip the waevent-only field, as a record written by another tool would be.
+    let mut pb = SenderKeyRecordStructure::decode(ours.serialize().as_slice()).unwrap();
+    let signing = pb.sender_key_states[0].sender_signing_key.as_mut().unwrap();
+    assert_eq!(signing.edwards_public.take().map(|a| a.len()), Some(32));
+    let mut stripped = SenderKeyRecord::deserialize(&pb.encode_to_vec()).unwrap();
+    let m = group::encrypt(&mut stripped, b"still signs", rng).unwrap();
+    assert_eq!(group::decrypt(&mut theirs, &m).unwrap(), b"still signs");
+    // Mismatched halves are refused when they have to be checked.
+    let other = KeyPair::generate(rng);
+    let signing = pb.sender_key_states[0].sender_signing_key.as_mut().unwrap();
+    signing.private = Some(other.private.to_bytes().to_vec());
+    assert!(SenderKeyRecord::deserialize(&pb.encode_to_vec()).is_err());
+    let _ = group::encrypt(&mut ours, b"x", rng).unwrap();
+}

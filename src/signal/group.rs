@@ -30,13 +30,30 @@ pub const MAX_SENDER_MESSAGE_KEYS: usize = 2000;
 /// Largest accepted jump of an iteration past the chain's position.
 pub const MAX_SENDER_FORWARD_JUMPS: u32 = 2000;
 
+/// Our own signing key: the private key and its cached XEdDSA `A`.
+#[derive(Clone)]
+struct OwnSigningKey {
+    private: PrivateKey,
+    edwards_public: [u8; 32],
+}
+
+impl OwnSigningKey {
+    fn new(private: PrivateKey) -> Self {
+        let edwards_public = private.edwards_public();
+        OwnSigningKey {
+            private,
+            edwards_public,
+        }
+    }
+}
+
 /// One sender-key chain: key id, chain key, signing key and skipped message keys.
 #[derive(Clone)]
 pub struct SenderKeyState {
     key_id: u32,
     chain_key: SenderChainKey,
     signing_public: PublicKey,
-    signing_private: Option<PrivateKey>,
+    signing_private: Option<OwnSigningKey>,
     skipped: VecDeque<SenderMessageKey>,
 }
 
@@ -126,7 +143,14 @@ impl SenderKeyRecord {
                     }),
                     sender_signing_key: Some(SenderSigningKey {
                         public: Some(s.signing_public.serialize().to_vec()),
-                        private: s.signing_private.as_ref().map(|p| p.to_bytes().to_vec()),
+                        private: s
+                            .signing_private
+                            .as_ref()
+                            .map(|p| p.private.to_bytes().to_vec()),
+                        edwards_public: s
+                            .signing_private
+                            .as_ref()
+                            .map(|p| p.edwards_public.to_vec()),
                     }),
                     sender_message_keys: s
                         .skipped
@@ -169,15 +193,32 @@ impl SenderKeyRecord {
                     .ok_or(records::invalid(RECORD, "missing signing key"))?;
                 let signing_public =
                     records::public_key(RECORD, signing.public.as_ref(), "bad public signing key")?;
+                // Our own key is trusted as stored (like the private key itself), so a
+                // load costs no scalar multiplication unless `A` is missing.
                 let signing_private = match &signing.private {
                     None => None,
                     Some(p) => {
                         let private =
                             records::private_key(RECORD, Some(p), "bad private signing key")?;
-                        if private.public_key() != signing_public {
-                            return Err(records::invalid(RECORD, "signing keys do not match"));
-                        }
-                        Some(private)
+                        Some(match &signing.edwards_public {
+                            Some(a) => OwnSigningKey {
+                                private,
+                                edwards_public: records::fixed(
+                                    RECORD,
+                                    Some(a),
+                                    "Edwards public key is not 32 bytes",
+                                )?,
+                            },
+                            None => {
+                                if private.public_key() != signing_public {
+                                    return Err(records::invalid(
+                                        RECORD,
+                                        "signing keys do not match",
+                                    ));
+                                }
+                                OwnSigningKey::new(private)
+                            }
+                        })
                     }
                 };
                 let mut skipped = VecDeque::with_capacity(s.sender_message_keys.len());
@@ -216,6 +257,7 @@ fn wipe(msg: &mut pb::SenderKeyRecordStructure) {
         }
         if let Some(k) = s.sender_signing_key.as_mut() {
             k.private.zeroize();
+            k.edwards_public.zeroize();
         }
         for k in &mut s.sender_message_keys {
             k.seed.zeroize();
@@ -243,7 +285,7 @@ pub fn create_sender_key<R: RngCore + CryptoRng + ?Sized>(
         key_id: generate_key_id(rng),
         chain_key: SenderChainKey::new(0, seed),
         signing_public: signing.public,
-        signing_private: Some(signing.private),
+        signing_private: Some(OwnSigningKey::new(signing.private)),
         skipped: VecDeque::new(),
     });
     seed.zeroize();
@@ -313,7 +355,7 @@ pub fn encrypt<R: RngCore + CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Vec<u8>, SignalError> {
     let state = record.states.front_mut().ok_or(SignalError::NoSenderKey)?;
-    let private = state
+    let own = state
         .signing_private
         .as_ref()
         .ok_or(SignalError::NotOwnSenderKey)?;
@@ -326,7 +368,9 @@ pub fn encrypt<R: RngCore + CryptoRng + ?Sized>(
         &keys.cipher_key,
         plaintext,
     );
-    let signature = private.sign(rng, &out);
+    let signature = own
+        .private
+        .sign_with_edwards_public(&own.edwards_public, rng, &out);
     out.extend_from_slice(&signature);
     state.chain_key = next;
     Ok(out)

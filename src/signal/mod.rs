@@ -20,6 +20,8 @@ pub mod cipher;
 mod crypto;
 pub mod curve;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod group;
 pub mod identity;
 pub mod message;
@@ -44,3 +46,47 @@ pub use message::{
 };
 pub use records::RECORD_VERSION;
 pub use session::{PreKeyIds, SessionRecord, SessionState, initialize_from_bundle};
+
+#[cfg(test)]
+mod tests {
+    use super::ratchet::{ChainKey, MessageKeys, RootKey, SenderChainKey, SenderMessageKey};
+    use super::*;
+    use zeroize::ZeroizeOnDrop;
+
+    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn every_private_and_chain_key_type_zeroizes_on_drop() {
+        // Compile-time proof: these types implement ZeroizeOnDrop. Everything holding
+        // key material (KeyPair, SessionState, SenderKeyState, records) holds it in
+        // these types, so dropping the holder wipes it.
+        zeroized_on_drop::<PrivateKey>();
+        zeroized_on_drop::<RootKey>();
+        zeroized_on_drop::<ChainKey>();
+        zeroized_on_drop::<MessageKeys>();
+        zeroized_on_drop::<SenderChainKey>();
+        zeroized_on_drop::<SenderMessageKey>();
+    }
+
+    #[test]
+    fn debug_output_is_redacted_everywhere() {
+        use rand::SeedableRng;
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(5);
+        let mut own = SenderKeyRecord::new();
+        let (skdm, _) = group::create_distribution_message(&mut own, rng).unwrap();
+        let private = KeyPair::generate(rng).private;
+        let secret_hex = hex::encode(private.to_bytes());
+        for text in [
+            format!("{private:?}"),
+            format!("{:?}", KeyPair::from_private(private.clone())),
+            format!("{skdm:?}"),
+            format!("{own:?}"),
+        ] {
+            assert!(text.contains("redacted"), "{text}");
+            assert!(!text.contains(&secret_hex), "{text}");
+        }
+        let skdm_text = format!("{skdm:?}");
+        let chain_hex = hex::encode(skdm.chain_key());
+        assert!(!skdm_text.contains(&chain_hex), "{skdm_text}");
+    }
+}

@@ -342,23 +342,19 @@ fn state_from_pb(s: &pb::SessionStructure) -> Result<SessionState, RecordError> 
     let sender_chain = match &s.sender_chain {
         None => None,
         Some(c) => {
+            // Both halves are stored; recomputing the public one would cost a scalar
+            // multiplication per state on every load (up to 41 states per record).
             let private = records::private_key(
                 RECORD,
                 c.sender_ratchet_key_private.as_ref(),
                 "bad sending ratchet private key",
             )?;
-            let ratchet = KeyPair::from_private(private);
             let public = records::public_key(
                 RECORD,
                 c.sender_ratchet_key.as_ref(),
                 "bad sending ratchet key",
             )?;
-            if public != ratchet.public {
-                return Err(records::invalid(
-                    RECORD,
-                    "sending ratchet keys do not match",
-                ));
-            }
+            let ratchet = KeyPair::from_parts_unchecked(public, private);
             Some(SenderChain {
                 ratchet,
                 chain_key: chain_key_from_pb(c.chain_key.as_ref())?,
