@@ -26,6 +26,21 @@ use waevent::jid::Jid;
 use waevent::sim::stanza::{attr_text, child_bytes};
 use waevent::sim::{SimConfig, SimServer};
 
+/// The node script can take tens of seconds on a loaded machine; the phone must not
+/// give up on the client meanwhile.
+async fn patient_sim() -> SimServer {
+    SimServer::start(SimConfig {
+        pairing_timeout: std::time::Duration::from_secs(600),
+        qr: waevent::sim::QrSchedule {
+            first: std::time::Duration::from_secs(600),
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
 async fn node(request: Value) -> Value {
     let input = serde_json::to_vec(&request).unwrap();
     let out = tokio::task::spawn_blocking(move || common::run_node("sim_pairing.js", &input))
@@ -66,7 +81,7 @@ async fn node_reply(keys: &Keys, pair_success: &Node) -> (Node, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qr_pairing_bytes_agree_with_waproto_and_libsignal() {
-    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let sim = patient_sim().await;
     let phone = sim.create_account("15553330001");
     let keys = Keys::generate();
     let mut c = RawClient::connect(
@@ -136,7 +151,7 @@ async fn qr_pairing_bytes_agree_with_waproto_and_libsignal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_code_crypto_agrees_with_node_crypto_in_both_directions() {
-    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let sim = patient_sim().await;
     let phone = sim.create_account("15553330002");
     let keys = Keys::generate();
     let mut c = RawClient::connect(

@@ -32,8 +32,8 @@ use waevent::signal::identity::{LocalIdentity, SignedPreKeyRecord};
 use waevent::sim::stanza::{attr_text, child_bytes};
 use waevent::sim::{DeviceRegistration, SignedPreKeyPublic};
 
-/// How long a test waits for one stanza.
-pub const STEP: Duration = Duration::from_secs(10);
+/// How long a test waits for one stanza (generous: the machine may be loaded).
+pub const STEP: Duration = Duration::from_secs(30);
 
 /// A companion's long-term keys, as a client keeps them before and after pairing.
 #[derive(Clone)]
