@@ -200,7 +200,10 @@ pub fn wire_text(jid: &Jid) -> String {
     out
 }
 
-/// The JID a string stands for when written into a node (see [`JidLayout::of_text`]).
+/// The JID a string stands for when written into a node, or `None` when it is written as
+/// a plain string: `user@server` and `user:device@server` (device 1..=255 on
+/// `s.whatsapp.net`, `lid`, `hosted`, `hosted.lid`) are JIDs exactly where Baileys 7
+/// writes them as JIDs and reads them back unchanged; `@server` is the server JID.
 pub fn jid_in_text(text: &str) -> Option<Jid> {
     JidLayout::of_text(text).map(JidLayout::to_jid)
 }
