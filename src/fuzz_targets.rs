@@ -13,6 +13,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("node_decode", node_decode),
     ("message_event", message_event),
     ("signal_decrypt", signal_decrypt),
+    ("client_stanzas", client_stanzas),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -110,4 +111,11 @@ pub fn message_event(data: &[u8]) {
 /// sessions; see `signal::fuzz`.
 pub fn signal_decrypt(data: &[u8]) {
     crate::signal::fuzz::signal_decrypt(data);
+}
+
+/// Arbitrary frame payloads through every parser the client runs on server stanzas
+/// (success, failure, stream errors, pair-device, pair-success with the ADV checks under
+/// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
+pub fn client_stanzas(data: &[u8]) {
+    let _ = crate::client::fuzz_support::stanzas(data);
 }
