@@ -396,3 +396,53 @@ async fn server_pings_unknown_iqs_stream_end_and_edge_routing() {
     }
     client.disconnect().await;
 }
+
+#[tokio::test]
+async fn login_failures_retry_when_transient_and_stop_otherwise() {
+    let server = ScriptedServer::start().await;
+    let store = paired_store();
+    let (client, mut events) = Client::new(store.clone(), config(&server));
+    let (connected, mut conn) = tokio::join!(client.connect(), server.accept());
+    connected.unwrap();
+    conn.send(&Node::new("failure").attr("reason", "503")).await;
+    match wait_for(&mut events, "disconnect", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected {
+            reason: DisconnectReason::LoginFailure { reason: 503, .. },
+            will_reconnect: true,
+        } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    // It comes back; this time the version is refused: stop and say why.
+    let mut conn = server.accept().await;
+    conn.send(&Node::new("failure").attr("reason", "405")).await;
+    match wait_for(&mut events, "disconnect", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected {
+            reason:
+                DisconnectReason::LoginFailure {
+                    reason: 405,
+                    message,
+                },
+            will_reconnect: false,
+        } => assert!(message.contains("outdated"), "{message}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(400), server.listener.accept())
+            .await
+            .is_err(),
+        "no reconnect after 405"
+    );
+    assert!(
+        store.load_credentials().await.unwrap().is_some(),
+        "not a logout"
+    );
+    client.disconnect().await;
+}

@@ -9,7 +9,10 @@ use super::stanza::{ConnectFailure, StreamError};
 use crate::jid::Jid;
 
 /// Something that happened to the connection or the pairing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` hides the QR string (it carries the ADV secret) and the pairing code; read
+/// the fields to show them.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
     /// Logged in (`<success>`): the connection is ready for requests.
@@ -75,6 +78,61 @@ pub enum Event {
         /// How many.
         count: usize,
     },
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected => f.write_str("Connected"),
+            Event::Disconnected {
+                reason,
+                will_reconnect,
+            } => f
+                .debug_struct("Disconnected")
+                .field("reason", reason)
+                .field("will_reconnect", will_reconnect)
+                .finish(),
+            Event::LoggedOut { reason } => {
+                f.debug_struct("LoggedOut").field("reason", reason).finish()
+            }
+            Event::PairingQr { timeout, .. } => f
+                .debug_struct("PairingQr")
+                .field("code", &"<redacted>")
+                .field("timeout", timeout)
+                .finish(),
+            Event::PairingCode { .. } => f
+                .debug_struct("PairingCode")
+                .field("code", &"<redacted>")
+                .finish(),
+            Event::PairSuccess {
+                jid,
+                lid,
+                platform,
+                business_name,
+            } => f
+                .debug_struct("PairSuccess")
+                .field("jid", jid)
+                .field("lid", lid)
+                .field("platform", platform)
+                .field("business_name", business_name)
+                .finish(),
+            Event::PairError { message } => f
+                .debug_struct("PairError")
+                .field("message", message)
+                .finish(),
+            Event::PairingTimeout => f.write_str("PairingTimeout"),
+            Event::StreamReplaced => f.write_str("StreamReplaced"),
+            Event::KeepAliveTimeout { error_count } => f
+                .debug_struct("KeepAliveTimeout")
+                .field("error_count", error_count)
+                .finish(),
+            Event::KeepAliveRestored => f.write_str("KeepAliveRestored"),
+            Event::PreKeysUploaded { count } => f
+                .debug_struct("PreKeysUploaded")
+                .field("count", count)
+                .finish(),
+        }
+    }
 }
 
 /// Why a connection ended.
@@ -211,5 +269,30 @@ impl Events {
     /// The next event if one is already queued.
     pub fn try_recv(&mut self) -> Option<Event> {
         self.rx.try_recv().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_pairing_secrets() {
+        let qr = Event::PairingQr {
+            code: "2@ref,Tk9JU0U=,SURFTlQ=,U0VDUkVU,1".into(),
+            timeout: Duration::from_secs(60),
+        };
+        let text = format!("{qr:?}");
+        assert!(
+            !text.contains("U0VDUkVU") && text.contains("redacted"),
+            "{text}"
+        );
+        let code = format!(
+            "{:?}",
+            Event::PairingCode {
+                code: "ABCD-EFGH".into()
+            }
+        );
+        assert!(!code.contains("ABCD"), "{code}");
     }
 }
