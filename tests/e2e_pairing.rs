@@ -427,3 +427,53 @@ async fn pairing_refuses_a_phone_number_when_already_paired() {
     client.disconnect().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pair_success_for_another_adv_secret_is_refused() {
+    let sim = start_sim().await;
+    let phone = sim.create_account("5511999990007");
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (client, mut events) = Client::new(store.clone(), client_config(&sim));
+    client.connect().await.unwrap();
+    let Event::PairingQr { code, .. } =
+        wait_for(&mut events, "QR", |e| matches!(e, Event::PairingQr { .. })).await
+    else {
+        unreachable!()
+    };
+    // The phone HMACs with the secret it reads from the QR: swap in another one.
+    let mut fields: Vec<String> = code.split(',').map(str::to_owned).collect();
+    fields[3] = base64_of(&[0x77; 32]);
+    let forged = fields.join(",");
+    let err = phone.scan_qr(&forged).await.unwrap_err();
+    assert!(!err.to_string().is_empty());
+    match wait_for(&mut events, "pair error", |e| {
+        matches!(e, Event::PairError { .. })
+    })
+    .await
+    {
+        Event::PairError { message } => assert!(message.contains("hmac-mismatch"), "{message}"),
+        _ => unreachable!(),
+    }
+    match wait_for(&mut events, "disconnect", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { will_reconnect, .. } => assert!(!will_reconnect),
+        _ => unreachable!(),
+    }
+    let creds = store.load_credentials().await.unwrap().unwrap();
+    assert_eq!(creds.pn, None, "nothing was stored as paired");
+    assert!(
+        !sim.registered_devices(&phone.pn())
+            .iter()
+            .any(|d| d.jid.device != 0),
+        "the server registered no companion"
+    );
+    sim.shutdown().await;
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
