@@ -14,6 +14,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("message_event", message_event),
     ("signal_decrypt", signal_decrypt),
     ("sim_stanzas", sim_stanzas),
+    ("client_stanzas", client_stanzas),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -121,4 +122,11 @@ pub fn sim_stanzas(data: &[u8]) {
     let _ = crate::sim::fuzz_support::stanzas(data);
     #[cfg(not(feature = "sim"))]
     let _ = data;
+}
+
+/// Arbitrary frame payloads through every parser the client runs on server stanzas
+/// (success, failure, stream errors, pair-device, pair-success with the ADV checks under
+/// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
+pub fn client_stanzas(data: &[u8]) {
+    let _ = crate::client::fuzz_support::stanzas(data);
 }

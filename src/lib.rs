@@ -12,11 +12,13 @@
 #![warn(missing_docs)]
 
 pub mod binary;
+pub mod client;
 pub mod event;
 pub mod jid;
 pub mod noise;
 pub mod proto;
 pub mod signal;
+pub mod store;
 pub mod wire;
 
 #[cfg(feature = "sim")]
