@@ -13,6 +13,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("node_decode", node_decode),
     ("message_event", message_event),
     ("signal_decrypt", signal_decrypt),
+    ("sim_stanzas", sim_stanzas),
     ("client_stanzas", client_stanzas),
 ];
 
@@ -111,6 +112,16 @@ pub fn message_event(data: &[u8]) {
 /// sessions; see `signal::fuzz`.
 pub fn signal_decrypt(data: &[u8]) {
     crate::signal::fuzz::signal_decrypt(data);
+}
+
+/// Hostile stanzas into the simulator's sans-IO server from every connection state
+/// (`sim::fuzz_support`); every node it answers with must encode. A no-op without the
+/// `sim` feature.
+pub fn sim_stanzas(data: &[u8]) {
+    #[cfg(feature = "sim")]
+    let _ = crate::sim::fuzz_support::stanzas(data);
+    #[cfg(not(feature = "sim"))]
+    let _ = data;
 }
 
 /// Arbitrary frame payloads through every parser the client runs on server stanzas

@@ -367,3 +367,33 @@ impl DecodeFrom for AdvSignedDeviceIdentity {
         prost::Message::decode(bytes).unwrap()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reuploaded_prekey_id_replaces_the_pooled_key() {
+    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let (mut a, a_jid, keys) = login(&sim, "15552220006").await;
+    let first = generate_prekeys(1, 3, &mut OsRng);
+    assert!(is_result(
+        &a.iq(upload(&keys, &first, &keys.signed_prekey)).await
+    ));
+    let mut second = generate_prekeys(3, 2, &mut OsRng); // ids 3 and 4
+    second.push(generate_prekeys(4, 1, &mut OsRng).remove(0)); // id 4 again: last wins
+    assert!(is_result(
+        &a.iq(upload(&keys, &second, &keys.signed_prekey)).await
+    ));
+    let info = &sim.registered_devices(&a_jid)[1];
+    assert_eq!(info.prekey_ids, vec![1, 2, 3, 4]);
+    let digest = a.iq(iq("encrypt", "get", vec![Node::new("digest")])).await;
+    let mut h = Sha1::new();
+    h.update(keys.identity.key_pair.public.as_bytes());
+    h.update(keys.signed_prekey.key_pair.public.as_bytes());
+    h.update(keys.signed_prekey.signature);
+    for p in [&first[0], &first[1], &second[0], &second[2]] {
+        h.update(p.key_pair.public.as_bytes());
+    }
+    assert_eq!(
+        child_bytes(digest.child_by_tag("digest").unwrap(), "hash").unwrap(),
+        &h.finalize()[..]
+    );
+    sim.shutdown().await;
+}

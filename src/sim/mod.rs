@@ -33,6 +33,8 @@ pub mod adv;
 pub mod certs;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod handshake;
 pub mod pair_code;
 pub mod pairing;

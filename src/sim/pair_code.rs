@@ -258,6 +258,7 @@ pub fn agree(
 }
 
 /// The phone's state between sending `primary_hello` and receiving `companion_finish`.
+#[derive(Clone)]
 pub struct PrimaryHello {
     ephemeral: KeyPair,
     companion_ephemeral: PublicKey,

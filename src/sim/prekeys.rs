@@ -2,6 +2,8 @@
 //! pool count, key-bundle fetch (one one-time prekey popped per device) and the key
 //! digest, plus the low-count notification when a device's pool runs low.
 
+use std::collections::HashSet;
+
 use sha1::{Digest, Sha1};
 
 use super::stanza::{self, be_bytes, be_uint, child_bytes};
@@ -180,11 +182,17 @@ impl World {
             );
             return Ok(stanza::iq_error(id, 406, "not-acceptable"));
         }
+        // A re-uploaded id replaces the pooled key; within one upload the last wins.
+        let mut seen = HashSet::new();
+        let mut fresh: Vec<(u32, PublicKey)> = keys
+            .into_iter()
+            .rev()
+            .filter(|(id, _)| seen.insert(*id))
+            .collect();
+        fresh.reverse();
         let mut pool = d.prekeys.clone();
-        for (kid, key) in keys {
-            pool.retain(|(existing, _)| *existing != kid);
-            pool.push_back((kid, key));
-        }
+        pool.retain(|(existing, _)| !seen.contains(existing));
+        pool.extend(fresh);
         if pool.len() > max_pool {
             return Ok(stanza::iq_error(id, 419, "resource-limit"));
         }

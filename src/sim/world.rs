@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use rand::Rng;
 use rand::rngs::OsRng;
+use rand_core::{CryptoRng, RngCore};
 
 use super::SimError;
 use super::adv::IssuedIdentity;
@@ -31,6 +32,8 @@ pub type Ticket = u64;
 
 /// Device number hosted (business) devices use; never assigned to companions.
 pub const HOSTED_DEVICE_ID: u16 = 99;
+/// Most protocol errors kept (a hostile client cannot grow the list without bound).
+pub const MAX_PROTOCOL_ERRORS: usize = 1_000;
 /// Largest device number (device numbers are one byte on the wire).
 pub const MAX_DEVICE_ID: u16 = 255;
 
@@ -48,7 +51,7 @@ pub enum ConnAction {
 }
 
 /// Something the I/O layer must carry out after a world operation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Effect {
     /// An action on a connection.
     Conn(ConnId, ConnAction),
@@ -179,7 +182,7 @@ pub struct RegistrationData {
 }
 
 /// Pair-code state of a registering connection.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CodePairing {
     /// PN user of the account the client asked to link to.
     pub account: String,
@@ -192,7 +195,7 @@ pub struct CodePairing {
 }
 
 /// A pair-success sent and waiting for the client's `pair-device-sign`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PairingInFlight {
     /// Id of the pair-success IQ.
     pub iq_id: String,
@@ -207,7 +210,7 @@ pub struct PairingInFlight {
 }
 
 /// A client that sent a registration payload and is being shown QR codes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Registering {
     /// The registration payload's key material.
     pub data: RegistrationData,
@@ -222,7 +225,7 @@ pub struct Registering {
 }
 
 /// Where a connection is after the handshake.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Phase {
     /// Registration payload: being paired.
     Registering(Box<Registering>),
@@ -240,7 +243,7 @@ pub enum Phase {
 }
 
 /// One connection after its Noise handshake.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// Its id.
     pub id: ConnId,
@@ -308,7 +311,7 @@ pub struct DeviceRegistration {
 
 /// The whole simulated world. Every method is synchronous and leaves socket work in
 /// the effect queue.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct World {
     pub(crate) config: SimConfig,
     pub(crate) accounts: BTreeMap<String, Account>,
@@ -368,6 +371,12 @@ impl World {
         self.next_stanza.to_string()
     }
 
+    /// Restarts stanza ids at `next` (fuzzing and tests that need stable ids).
+    #[doc(hidden)]
+    pub fn reseed_stanza_ids(&mut self, next: u64) {
+        self.next_stanza = next;
+    }
+
     /// A fresh ticket for a pairing.
     pub fn ticket(&mut self) -> Ticket {
         let t = self.next_ticket;
@@ -379,8 +388,10 @@ impl World {
     pub(crate) fn protocol_error(&mut self, conn: ConnId, what: impl Into<String>) {
         let what = what.into();
         tracing::warn!(conn, "sim: client protocol error: {what}");
-        self.protocol_errors
-            .push(format!("connection {conn}: {what}"));
+        if self.protocol_errors.len() < MAX_PROTOCOL_ERRORS {
+            self.protocol_errors
+                .push(format!("connection {conn}: {what}"));
+        }
     }
 
     /// Everything clients did wrong so far.
@@ -392,8 +403,18 @@ impl World {
     /// LID, a primary phone (device 0) with its own identity, signed prekey and
     /// `config.phone_prekeys` one-time prekeys.
     pub fn create_account(&mut self, pn_user: &str) -> &Account {
+        self.create_account_with_rng(pn_user, &mut OsRng)
+    }
+
+    /// [`Self::create_account`] drawing the LID and keys from `rng` (reproducible worlds
+    /// for fuzzing and fixtures).
+    pub fn create_account_with_rng<R: RngCore + CryptoRng + ?Sized>(
+        &mut self,
+        pn_user: &str,
+        rng: &mut R,
+    ) -> &Account {
         if !self.accounts.contains_key(pn_user) {
-            let account = self.new_account(pn_user);
+            let account = self.new_account(pn_user, rng);
             self.lids
                 .insert(account.lid.user.clone(), pn_user.to_owned());
             self.accounts.insert(pn_user.to_owned(), account);
@@ -401,8 +422,7 @@ impl World {
         &self.accounts[pn_user]
     }
 
-    fn new_account(&self, pn_user: &str) -> Account {
-        let rng = &mut OsRng;
+    fn new_account<R: RngCore + CryptoRng + ?Sized>(&self, pn_user: &str, rng: &mut R) -> Account {
         let lid_user = loop {
             let candidate = rng
                 .gen_range(100_000_000_000_000u64..1_000_000_000_000_000)
