@@ -17,6 +17,7 @@ pub mod jid;
 pub mod noise;
 pub mod proto;
 pub mod signal;
+pub mod store;
 pub mod wire;
 
 #[cfg(feature = "sim")]
