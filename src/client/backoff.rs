@@ -112,6 +112,39 @@ mod tests {
         assert_eq!(b.ceiling(true), Duration::from_secs(4));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn delays_stay_within_half_ceiling_and_the_cap(
+            initial_ms in 0u64..100_000,
+            max_ms in 0u64..1_000_000,
+            multiplier in 0u32..10,
+            factor in 0u32..10,
+            failures in 0usize..100,
+            seed: u64,
+        ) {
+            let config = BackoffConfig {
+                initial: Duration::from_millis(initial_ms),
+                max: Duration::from_millis(max_ms),
+                multiplier,
+                rate_limit_factor: factor,
+            };
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut b = Backoff::new(config);
+            let mut last_ceiling = Duration::ZERO;
+            for i in 0..failures {
+                let limited = i % 3 == 0;
+                let ceiling = b.ceiling(limited);
+                proptest::prop_assert!(ceiling <= config.max);
+                if !limited && multiplier >= 1 {
+                    proptest::prop_assert!(ceiling >= last_ceiling.min(config.max));
+                    last_ceiling = ceiling;
+                }
+                let d = b.next_delay(limited, &mut rng);
+                proptest::prop_assert!(d >= ceiling / 2 && d <= ceiling);
+            }
+        }
+    }
+
     #[test]
     fn never_overflows() {
         let mut rng = StdRng::seed_from_u64(6);

@@ -364,12 +364,12 @@ impl Client {
             }
             "ack" => {
                 if let Some(node) = self.resolve_waiter(node) {
-                    self.queue_stanza(node);
+                    self.queue_stanza(node).await;
                 }
                 None
             }
             _ => {
-                self.queue_stanza(node);
+                self.queue_stanza(node).await;
                 None
             }
         }
@@ -504,9 +504,9 @@ impl Client {
         }
     }
 
-    /// Queues a stanza for the stanza handler task.
-    fn queue_stanza(&self, node: Node) {
-        let _ = self.inner.stanzas.send(node);
+    /// Queues a stanza for the stanza handler task (waiting while the queue is full).
+    async fn queue_stanza(&self, node: Node) {
+        let _ = self.inner.stanzas.send(node).await;
     }
 
     /// Starts the task that feeds the stanza handler (once per client).

@@ -249,12 +249,13 @@ impl Client {
         .await
     }
 
-    /// Uploads at least `wanted` one-time prekeys with the identity and signed
-    /// prekey. Keys stored earlier but never confirmed by the server (an upload cut
+    /// Uploads at least `wanted` (at most 812) one-time prekeys with the identity and
+    /// signed prekey. Keys stored earlier but never confirmed by the server (an upload cut
     /// short by a crash) are sent again first; new keys are generated and stored,
     /// together with the advanced id counter, BEFORE the upload IQ leaves, and marked
     /// uploaded after the server's result. Returns how many keys were uploaded.
     pub async fn upload_prekeys(&self, wanted: usize) -> Result<usize, ClientError> {
+        let wanted = wanted.min(INITIAL_PREKEY_UPLOAD);
         let _one_at_a_time = self.inner.prekey_upload.lock().await;
         let store = &self.inner.store;
         let mut keys: Vec<PreKeyRecord> = Vec::new();

@@ -62,6 +62,11 @@ use crate::binary::{Node, marshal};
 use crate::jid::Jid;
 use crate::store::{DeviceCredentials, Store};
 
+/// Stanzas waiting for the [`StanzaHandler`]. When the handler falls this far behind,
+/// the reader waits for it (the server then sees TCP backpressure) instead of buffering
+/// without bound.
+pub const STANZA_QUEUE_CAPACITY: usize = 16_384;
+
 /// Where the connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -156,8 +161,8 @@ pub(crate) struct Inner {
     waiters: Mutex<HashMap<String, oneshot::Sender<Node>>>,
     state: watch::Sender<ConnectionState>,
     running: Mutex<Option<Running>>,
-    stanzas: mpsc::UnboundedSender<Node>,
-    stanza_rx: Mutex<Option<mpsc::UnboundedReceiver<Node>>>,
+    stanzas: mpsc::Sender<Node>,
+    stanza_rx: Mutex<Option<mpsc::Receiver<Node>>>,
     handler: std::sync::RwLock<Arc<dyn StanzaHandler>>,
     prekey_upload: tokio::sync::Mutex<()>,
     pair_code: Mutex<Option<PendingPairCode>>,
@@ -177,7 +182,7 @@ impl Client {
     /// has none) and the receiver of its events.
     pub fn new(store: Arc<dyn Store>, config: ClientConfig) -> (Client, Events) {
         let (events, rx) = mpsc::unbounded_channel();
-        let (stanzas, stanza_rx) = mpsc::unbounded_channel();
+        let (stanzas, stanza_rx) = mpsc::channel(STANZA_QUEUE_CAPACITY);
         let mut prefix = [0u8; 2];
         rand::rngs::OsRng.fill_bytes(&mut prefix);
         let inner = Inner {

@@ -432,6 +432,27 @@ mod tests {
         assert!(normalize_pair_code("ABC").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn codes_are_a_bijection_on_40_bits(bytes: [u8; 5], dash: bool) {
+            let code = encode_pair_code(&bytes);
+            proptest::prop_assert_eq!(code.len(), 8);
+            // Decode by hand: each character is 5 bits, most significant first.
+            let mut bits = 0u64;
+            for c in code.bytes() {
+                let i = PAIR_CODE_ALPHABET.iter().position(|a| *a == c).unwrap();
+                bits = (bits << 5) | i as u64;
+            }
+            let mut back = [0u8; 5];
+            for (i, b) in back.iter_mut().enumerate() {
+                *b = (bits >> (8 * (4 - i))) as u8;
+            }
+            proptest::prop_assert_eq!(back, bytes);
+            let typed = if dash { format_pair_code(&code).to_lowercase() } else { code.to_lowercase() };
+            proptest::prop_assert_eq!(normalize_pair_code(&typed).unwrap(), code);
+        }
+    }
+
     #[test]
     fn wrap_round_trip_and_wrong_code() {
         let mut rng = StdRng::seed_from_u64(1);

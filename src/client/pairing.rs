@@ -484,6 +484,28 @@ mod tests {
         (rng, phone, identity, adv)
     }
 
+    proptest::proptest! {
+        #[test]
+        fn qr_fields_round_trip(
+            r in "[0-9A-Za-z@+/=]{1,80}",
+            noise: [u8; 32],
+            identity: [u8; 32],
+            adv: [u8; 32],
+            prefix: bool,
+        ) {
+            let qr = qr_string(&r, &PublicKey(noise), &PublicKey(identity), &adv, PairClientType::Firefox, prefix);
+            let body = qr.strip_prefix(QR_LINK_PREFIX).unwrap_or(&qr);
+            proptest::prop_assert_eq!(body.len() < qr.len(), prefix);
+            let fields: Vec<&str> = body.split(',').collect();
+            proptest::prop_assert_eq!(fields.len(), 5);
+            proptest::prop_assert_eq!(fields[0], r.as_str());
+            proptest::prop_assert_eq!(STANDARD.decode(fields[1]).unwrap(), noise.to_vec());
+            proptest::prop_assert_eq!(STANDARD.decode(fields[2]).unwrap(), identity.to_vec());
+            proptest::prop_assert_eq!(STANDARD.decode(fields[3]).unwrap(), adv.to_vec());
+            proptest::prop_assert_eq!(fields[4], "3");
+        }
+    }
+
     #[test]
     fn qr_string_layout() {
         let qr = qr_string(
