@@ -547,3 +547,27 @@ async fn garbage_nodes_get_xml_not_well_formed() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections_and_stops_listening() {
+    let sim = sim().await;
+    let (mut c, _, _) = logged_in(&sim, "15550001313").await;
+    let url = sim.url();
+    let keys = Keys::generate();
+    let mut registering = RawClient::connect(
+        &url,
+        sim.trust_root(),
+        &keys.noise,
+        &keys.registration_payload(),
+    )
+    .await
+    .unwrap();
+    registering.recv().await.unwrap();
+    sim.shutdown().await;
+    assert_eq!(c.next_close_kind().await, "close-frame");
+    assert!(
+        open_ws(&url, Some("https://web.whatsapp.com"))
+            .await
+            .is_err()
+    );
+}

@@ -660,6 +660,10 @@ async fn run(
     shared: &Arc<Shared>,
 ) -> Result<(), Ended> {
     let mut shutdown = shared.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        let _ = wire.ws.close(None).await;
+        return Ok(());
+    }
     let mut wake: Option<Instant> = None;
     let compress = shared.config.compress_outgoing;
     loop {
