@@ -14,6 +14,8 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("message_event", message_event),
     ("signal_decrypt", signal_decrypt),
     ("gateway_request", gateway_request),
+    ("sim_stanzas", sim_stanzas),
+    ("client_stanzas", client_stanzas),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -121,4 +123,21 @@ pub fn gateway_request(data: &[u8]) {
     crate::gateway::fuzz_support::requests(data);
     #[cfg(not(feature = "gateway"))]
     let _ = data;
+}
+
+/// Hostile stanzas into the simulator's sans-IO server from every connection state
+/// (`sim::fuzz_support`); every node it answers with must encode. A no-op without the
+/// `sim` feature.
+pub fn sim_stanzas(data: &[u8]) {
+    #[cfg(feature = "sim")]
+    let _ = crate::sim::fuzz_support::stanzas(data);
+    #[cfg(not(feature = "sim"))]
+    let _ = data;
+}
+
+/// Arbitrary frame payloads through every parser the client runs on server stanzas
+/// (success, failure, stream errors, pair-device, pair-success with the ADV checks under
+/// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
+pub fn client_stanzas(data: &[u8]) {
+    let _ = crate::client::fuzz_support::stanzas(data);
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod binary;
+pub mod client;
 pub mod event;
 pub mod jid;
 pub mod noise;

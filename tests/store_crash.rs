@@ -7,6 +7,8 @@
 //! `PRAGMA integrity_check`, and hold every batch up to the last committed one in full
 //! and nothing of the next.
 
+#![cfg(feature = "sqlite")]
+
 mod store_support;
 
 use std::io::{BufRead, BufReader};

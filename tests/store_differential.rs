@@ -3,6 +3,8 @@
 //! invalid inputs) applied to `MemoryStore` and `SqliteStore` give the same result at
 //! every step and the same state at the end.
 
+#![cfg(feature = "sqlite")]
+
 mod store_support;
 
 use proptest::prelude::*;

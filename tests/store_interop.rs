@@ -5,6 +5,8 @@
 //! ones and a damaged one) that waevent reads back, and Python's SQLite enforces the
 //! schema's constraints too.
 
+#![cfg(feature = "sqlite")]
+
 mod common;
 mod store_support;
 

@@ -2,6 +2,8 @@
 //! for damaged rows, rollback of a batch that fails inside SQLite, several handles on
 //! one file, and use without a tokio runtime.
 
+#![cfg(feature = "sqlite")]
+
 mod store_support;
 
 use std::future::Future;

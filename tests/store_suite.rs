@@ -2,6 +2,8 @@
 //! operation of the `Store` trait, the Signal traits used by the real Signal engine,
 //! batch atomicity, ordering rules, logout, and concurrent idempotency claims.
 
+#![cfg(feature = "sqlite")]
+
 mod store_support;
 
 use std::sync::Arc;

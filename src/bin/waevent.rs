@@ -8,12 +8,19 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use waevent::wire::{self, MAX_INPUT_LEN, WireError};
 
+#[path = "waevent/pair.rs"]
+mod pair;
+#[path = "waevent/session.rs"]
+mod session;
+
 /// waevent: WhatsApp event cards and RSVPs over the multi-device protocol.
 #[derive(Parser)]
 #[command(name = "waevent", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    session: session::SessionOpts,
 }
 
 #[derive(Subcommand)]
@@ -21,6 +28,9 @@ enum Command {
     /// Offline tools for WhatsApp's wire formats (read stdin, write stdout).
     #[command(subcommand)]
     Wire(WireCommand),
+    /// Link this machine as a WhatsApp device: shows a QR code to scan with the phone
+    /// (or, with --phone, a code to type on it), then stores the session (--store).
+    Pair(pair::PairArgs),
     /// Run the HTTP gateway (Z-API and RyzeAPI compatible routes, signed webhooks,
     /// WebSocket event stream) configured by a TOML file; see examples/gateway.toml.
     #[cfg(feature = "gateway")]
@@ -167,10 +177,40 @@ fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Runs a command that talks to a server on a tokio runtime; errors are reported
+/// (as text or JSON) here.
+fn run_online<F>(opts: &session::SessionOpts, work: F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let out = session::Output { json: opts.json };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            out.error(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            out.error(&msg);
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Wire(cmd) => run_wire(cmd),
+        Command::Pair(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move { pair::run(args, &opts).await });
+        }
         #[cfg(feature = "gateway")]
         Command::Serve(args) => run_serve(args),
     };

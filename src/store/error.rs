@@ -87,6 +87,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    #[cfg(feature = "sqlite")]
     pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             what,

@@ -160,6 +160,7 @@ pub enum ParticipantRole {
     SuperAdmin,
 }
 
+#[cfg(feature = "sqlite")]
 impl ParticipantRole {
     pub(crate) fn code(self) -> i64 {
         match self {
@@ -369,6 +370,7 @@ pub enum SentState {
     Acked,
 }
 
+#[cfg(feature = "sqlite")]
 impl SentState {
     pub(crate) fn code(self) -> i64 {
         match self {
@@ -673,6 +675,13 @@ mod tests {
         }
         assert_eq!(RsvpStatus::from_code(4), None);
         assert_eq!(RsvpStatus::from_code(-1), None);
+        assert_eq!(AddressingMode::parse("LID"), None);
+        assert_eq!(AddressingMode::parse("lid"), Some(AddressingMode::Lid));
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn stored_codes_round_trip_and_refuse_unknown_numbers() {
         for r in [
             ParticipantRole::Member,
             ParticipantRole::Admin,
@@ -682,7 +691,8 @@ mod tests {
         }
         assert_eq!(ParticipantRole::from_code(3), None);
         assert_eq!(SentState::from_code(2), None);
-        assert_eq!(AddressingMode::parse("LID"), None);
-        assert_eq!(AddressingMode::parse("lid"), Some(AddressingMode::Lid));
+        for s in [SentState::Pending, SentState::Acked] {
+            assert_eq!(SentState::from_code(s.code()), Some(s));
+        }
     }
 }

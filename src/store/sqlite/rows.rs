@@ -2,6 +2,8 @@
 //! them afterwards, so a malformed row becomes an [`Error::Corrupt`] naming the row
 //! kind, never a panic.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Params, params};
 use zeroize::Zeroizing;
 
@@ -243,6 +245,55 @@ pub(super) fn save_identity(
     .and_then(|mut s| s.execute(params![a.name, a.device_id, key.as_bytes().as_slice()]))
     .map_err(sql("save an identity"))?;
     Ok(IdentityChange::between(old.as_ref(), key))
+}
+
+/// Sessions of `addresses` in input order. A group send asks for every device of
+/// ~1,000 users, so the devices of one name are read with one query.
+pub(super) fn load_sessions(
+    conn: &Connection,
+    addresses: &[ProtocolAddress],
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let context = "load sessions";
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, a) in addresses.iter().enumerate() {
+        by_name.entry(a.name.as_str()).or_default().push(i);
+    }
+    let mut out: Vec<Option<Vec<u8>>> = vec![None; addresses.len()];
+    let mut one = conn
+        .prepare_cached("SELECT record FROM session WHERE name = ?1 AND device = ?2")
+        .map_err(sql(context))?;
+    let mut all = conn
+        .prepare_cached("SELECT device, record FROM session WHERE name = ?1")
+        .map_err(sql(context))?;
+    for (name, wanted) in by_name {
+        if let [i] = wanted[..] {
+            let device = addresses.get(i).map_or(0, |a| a.device_id);
+            let record = one
+                .query_row(params![name, device], |r| r.get(0))
+                .optional()
+                .map_err(sql(context))?;
+            if let Some(slot) = out.get_mut(i) {
+                *slot = record;
+            }
+            continue;
+        }
+        let mut rows = all.query([name]).map_err(sql(context))?;
+        while let Some(row) = rows.next().map_err(sql(context))? {
+            let device: i64 = row.get(0).map_err(sql(context))?;
+            for &i in &wanted {
+                if addresses
+                    .get(i)
+                    .is_some_and(|a| i64::from(a.device_id) == device)
+                {
+                    let record: Vec<u8> = row.get(1).map_err(sql(context))?;
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = Some(record);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn remove_prekeys(conn: &Connection, ids: &[u32]) -> Result<()> {

@@ -8,7 +8,10 @@
 //!
 //! Tables are `STRICT` (SQLite checks column types), keys that are looked up together
 //! are composite primary keys, and child rows (device-list entries, group
-//! participants, retry counts) cascade with their parent.
+//! participants, retry counts) cascade with their parent. Tables of small rows are
+//! `WITHOUT ROWID`; those holding records of a kilobyte or more (sessions, sender
+//! keys, cards, stanzas, responses) are ordinary rowid tables, which SQLite stores
+//! large rows in far more efficiently.
 
 /// `PRAGMA application_id` of a waevent store ("WAEV").
 pub(super) const APPLICATION_ID: i64 = 0x5741_4556;
@@ -62,7 +65,7 @@ CREATE TABLE session (
     device INTEGER NOT NULL,
     record BLOB    NOT NULL,
     PRIMARY KEY (name, device)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 
 CREATE TABLE sender_key (
     group_jid     TEXT    NOT NULL,
@@ -70,7 +73,7 @@ CREATE TABLE sender_key (
     sender_device INTEGER NOT NULL,
     record        BLOB    NOT NULL,
     PRIMARY KEY (group_jid, sender_name, sender_device)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 
 CREATE TABLE lid_mapping (
     lid_user TEXT PRIMARY KEY,
@@ -134,7 +137,7 @@ CREATE TABLE event_card (
     card         BLOB    NOT NULL,
     timestamp_ms INTEGER NOT NULL,
     PRIMARY KEY (chat_jid, message_id)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX event_card_by_id ON event_card (message_id);
 
 CREATE TABLE rsvp (
@@ -196,7 +199,7 @@ CREATE TABLE idempotency_key (
     status      INTEGER,
     body        BLOB,
     PRIMARY KEY (instance, key)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX idempotency_key_since ON idempotency_key (since_ms);
 "#;
 
