@@ -62,14 +62,17 @@ impl LocalIdentity {
     }
 
     /// Parses a `LocalIdentityStructure`. Refuses garbage, unknown versions, keys of the
-    /// wrong size and a public key that does not belong to the private key.
+    /// wrong size, a public key that does not belong to the private key and a missing
+    /// registration id.
     pub fn deserialize(bytes: &[u8]) -> Result<Self, RecordError> {
         const R: &str = "local identity";
         let mut msg = records::decode::<pb::LocalIdentityStructure>(R, bytes, |m| m.version)?;
         let key_pair = records::take_key_pair(R, msg.public_key.as_ref(), &mut msg.private_key)?;
         Ok(LocalIdentity {
             key_pair,
-            registration_id: msg.registration_id.unwrap_or(0),
+            registration_id: msg
+                .registration_id
+                .ok_or(records::invalid(R, "missing registration id"))?,
         })
     }
 }
@@ -342,6 +345,20 @@ mod tests {
             PreKeyRecord::deserialize(&msg.encode_to_vec()),
             Err(RecordError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn local_identity_without_registration_id_is_refused() {
+        let identity = LocalIdentity::generate(&mut OsRng);
+        let mut msg = pb::LocalIdentityStructure::decode(identity.serialize().as_slice()).unwrap();
+        msg.registration_id = None;
+        assert_eq!(
+            LocalIdentity::deserialize(&msg.encode_to_vec()).unwrap_err(),
+            RecordError::Invalid {
+                record: "local identity",
+                detail: "missing registration id"
+            }
+        );
     }
 
     #[test]
