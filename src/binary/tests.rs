@@ -569,6 +569,30 @@ fn item_budget_is_enforced() {
 }
 
 #[test]
+fn item_budget_fits_real_stanzas_but_not_zlib_bombs() {
+    // <a> with `n` empty children: n + 1 items.
+    let flat = |n: usize| {
+        let mut bytes = vec![0xF8, 0x02, 0x19, 0xF9];
+        bytes.extend((n as u16).to_be_bytes());
+        for _ in 0..n {
+            bytes.extend([0xF8, 0x01, 0x19]);
+        }
+        bytes
+    };
+    // Three such levels of 50,000 children (150,003 items, 450 KB; a few KiB zlibbed).
+    let mut bomb = vec![0xF8, 0x02, 0x19, 0xF8, 3];
+    for _ in 0..3 {
+        bomb.extend(flat(50_000));
+    }
+    assert!(matches!(
+        decode_node(&bomb),
+        Err(DecodeError::TooManyItems { max: MAX_ITEMS, .. })
+    ));
+    // A 3,000-device fan-out is far below the budget.
+    assert_eq!(decode_node(&flat(30_000)).unwrap().children().len(), 30_000);
+}
+
+#[test]
 fn frames_flags_and_compression() {
     let node = Node::new("ib").with_children(vec![
         Node::new("offline").attr("count", "3"),
