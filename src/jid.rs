@@ -190,13 +190,11 @@ impl Jid {
         }
     }
 
-    /// The ADString `user.agent:device@server` with every part written (agent as `0`),
-    /// as used by the participant hash.
+    /// The ADString `user.0:device@server` with every part written, as used by the
+    /// participant hash: the agent position is always the literal `0`, whatever the
+    /// JID's agent (PROTOCOL.md 10.6).
     pub fn ad_string(&self) -> String {
-        format!(
-            "{}.{}:{}@{}",
-            self.user, self.agent, self.device, self.server
-        )
+        format!("{}.0:{}@{}", self.user, self.device, self.server)
     }
 
     /// Parses a JID in any of its text forms. `c.us` becomes `s.whatsapp.net`.
@@ -461,6 +459,40 @@ mod tests {
         assert!(j.is_ad());
         assert_eq!(j.to_non_ad().to_string(), "5511999999999@s.whatsapp.net");
         assert_eq!(j.ad_string(), "5511999999999.0:3@s.whatsapp.net");
+        // The agent position is the literal 0 even for a JID with an agent.
+        let agent = Jid {
+            agent: 1,
+            ..j.clone()
+        };
+        assert_eq!(agent.ad_string(), "5511999999999.0:3@s.whatsapp.net");
+    }
+
+    /// The participant hash of PROTOCOL.md 10.6 over `ad_string`s, with its vectors.
+    #[test]
+    fn ad_strings_give_the_phash_vectors() {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        fn phash(jids: &[&str]) -> String {
+            let mut ads: Vec<String> = jids
+                .iter()
+                .map(|j| Jid::parse(j).unwrap().ad_string())
+                .collect();
+            ads.sort();
+            let digest = sha2::Sha256::digest(ads.concat().as_bytes());
+            format!(
+                "2:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..6])
+            )
+        }
+        assert_eq!(phash(&["5511999999999:3@s.whatsapp.net"]), "2:5s+YxCff");
+        assert_eq!(phash(&["5511999999999@s.whatsapp.net"]), "2:RJWVxcMQ");
+        assert_eq!(
+            phash(&[
+                "7469250125917:21@s.whatsapp.net",
+                "5511988887777:14@s.whatsapp.net"
+            ]),
+            "2:AAv/hwhn"
+        );
     }
 
     #[test]

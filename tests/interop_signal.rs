@@ -579,7 +579,7 @@ fn xeddsa_matches_libsignal_c_via_python_axolotl_curve25519() {
         let r = peer.call(json!({"op": "curveVerify", "pub": b64(&public.serialize()), "msg": b64(msg), "sig": b64(sig)}));
         assert_eq!(r["ok"], true);
         let r = peer
-            .call(json!({"op": "curveSign", "priv": b64(&kp.private.to_bytes()), "msg": b64(msg)}));
+            .call(json!({"op": "curveSign", "priv": b64(kp.private.to_bytes().as_slice()), "msg": b64(msg)}));
         assert!(
             kp.public.verify(msg, &unb64(&r["sig"])),
             "curve25519-js signature {i} verifies with ours"

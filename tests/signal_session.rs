@@ -464,3 +464,42 @@ fn debug_output_has_no_key_material() {
     assert!(text.contains("redacted"));
     assert!(!text.contains(&hex::encode(alice.identity.key_pair.private.to_bytes())));
 }
+
+#[test]
+fn reused_base_key_with_a_swapped_identity_key_is_refused() {
+    let rng = &mut rng();
+    let (mut alice, mut bob) = pair(rng, Some(2));
+    let m1 = alice.send(b"first");
+    let m2 = alice.send(b"second");
+    assert_eq!(bob.receive(&m1, rng).unwrap(), b"first");
+
+    // m2 reuses m1's base key; swap its outer (un-MACed) identityKey (field 3) for
+    // Mallory's identity.
+    let mallory = LocalIdentity::generate(rng);
+    let mut field = vec![0x1A, 0x21];
+    field.extend_from_slice(&alice.identity.key_pair.public.serialize());
+    let mut forged = m2.bytes().to_vec();
+    let at = forged
+        .windows(field.len())
+        .position(|w| w == field.as_slice())
+        .expect("identity key field in the pkmsg");
+    forged[at + 2..at + field.len()].copy_from_slice(&mallory.key_pair.public.serialize());
+    let pkmsg = PreKeySignalMessage::deserialize(&forged).unwrap();
+    assert_eq!(*pkmsg.identity_key(), mallory.key_pair.public);
+    let before = bob.session.serialize();
+    let err = decrypt_prekey(
+        &mut bob.session,
+        &bob.identity,
+        &pkmsg,
+        PreKeys {
+            signed: None,
+            one_time: None,
+        },
+        rng,
+    )
+    .unwrap_err();
+    assert_eq!(err, SignalError::PreKeyIdentityMismatch);
+    assert_eq!(bob.session.serialize(), before, "record unchanged");
+    // The genuine message still decrypts.
+    assert_eq!(bob.receive(&m2, rng).unwrap(), b"second");
+}

@@ -239,7 +239,7 @@ async fn corrupt_stored_records_are_typed_errors() {
     let me = device("15550004444@s.whatsapp.net", rng).await;
     let addr = ProtocolAddress::new("x", 1);
     let mut batch = SignalStateBatch::new();
-    batch.sessions.push((addr.clone(), vec![0xFF, 0x01]));
+    batch.sessions.push((addr.clone(), vec![0xFF, 0x01].into()));
     me.store.commit(batch).await.unwrap();
     let err = me.store.load_session_record(&addr).await.unwrap_err();
     assert!(err.to_string().contains("session record"), "{err}");

@@ -11,7 +11,7 @@ use super::token::{
     self, AD_JID, BINARY_8, BINARY_20, BINARY_32, DICTIONARY_0, DICTIONARY_3, FB_JID, HEX_8,
     INTEROP_JID, JID_PAIR, LIST_8, LIST_16, LIST_EMPTY, NIBBLE_8,
 };
-use super::wire_jid::{jid_from_ad, jid_in_text, wire_text};
+use super::wire_jid::{is_real_jid, jid_from_ad, real_jid_in_text, wire_text};
 use super::{FLAG_COMPRESSED, MAX_DEPTH, MAX_INFLATED_SIZE, MAX_ITEMS};
 use crate::jid::{INTEROP_SERVER, Jid, MESSENGER_SERVER};
 
@@ -309,8 +309,11 @@ impl<'a> Decoder<'a> {
             self.count_item(self.pos)?;
             let key = self.read_item("attribute key")?.into_text().into_owned();
             let value = match self.read_item("attribute value")? {
+                // A JID token whose text is no real JID (Baileys writes any
+                // `x@y` string as JID_PAIR) reads back as the string it was.
+                Item::Jid(j) if !is_real_jid(&j) => AttrValue::Str(wire_text(&j)),
                 Item::Jid(j) => AttrValue::Jid(j),
-                Item::Text(t) => match t.contains('@').then(|| jid_in_text(&t)).flatten() {
+                Item::Text(t) => match real_jid_in_text(&t) {
                     Some(j) => AttrValue::Jid(j),
                     None => AttrValue::Str(t.into_owned()),
                 },

@@ -60,6 +60,9 @@ pub enum EncodeError {
         /// What no token can carry.
         reason: &'static str,
     },
+    /// zlib compression of the encoded node failed.
+    #[error("cannot zlib-compress the encoded node: {0}")]
+    Compression(String),
 }
 
 /// Encodes a node without the frame flags byte (what follows the flags byte in a frame).
@@ -81,14 +84,16 @@ pub fn marshal(node: &Node) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Encodes a node as a zlib-compressed frame payload (flags byte `0x02`). Clients never
-/// send these; servers may, so this exists for tests and simulators.
+/// send these; servers may, so this exists for tests and simulators. Refuses what
+/// [`encode_node`] refuses and reports a failing compressor as
+/// [`EncodeError::Compression`].
 pub fn marshal_compressed(node: &Node) -> Result<Vec<u8>, EncodeError> {
     use std::io::Write;
     let plain = encode_node(node)?;
     let mut z = flate2::write::ZlibEncoder::new(vec![FLAG_COMPRESSED], Default::default());
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(&plain);
-    Ok(z.finish().unwrap_or_default())
+    let compression = |e: std::io::Error| EncodeError::Compression(e.to_string());
+    z.write_all(&plain).map_err(compression)?;
+    z.finish().map_err(compression)
 }
 
 /// Appends the encoding of `node` (no flags byte) to `out`. On error `out` is left as it

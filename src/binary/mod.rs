@@ -39,10 +39,11 @@ pub const FLAG_COMPRESSED: u8 = 0x02;
 /// four or five levels.
 pub const MAX_DEPTH: usize = 64;
 
-/// Most nodes plus attributes the decoder builds from one stanza. Bounds the memory a
-/// hostile 16 MiB frame can make the decoder allocate (each item costs ~100 bytes);
-/// a group message to 3,000 devices has about 15,000.
-pub const MAX_ITEMS: usize = 1 << 20;
+/// Most nodes plus attributes the decoder builds from one stanza (128 Ki). Bounds the
+/// memory a hostile frame — even a 16 KiB zlib bomb inflating to 16 MiB — can make the
+/// decoder allocate (each item costs ~100 bytes, so ~13 MB at most); a group message to
+/// 3,000 devices has about 15,000.
+pub const MAX_ITEMS: usize = 1 << 17;
 
 /// Largest inflated size of a compressed frame payload (the frame layer's own limit is
 /// 16 MiB too).

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::jid::Jid;
 
-use super::wire_jid::{jid_in_text, wire_text};
+use super::wire_jid::{real_jid_in_text, wire_text};
 
 /// An attribute value: a string or a JID.
 ///
@@ -50,9 +50,10 @@ impl AttrValue {
         }
     }
 
-    /// A string value, or a JID value when the encoder would write the string as a JID.
+    /// A string value, or a JID value when the string is a real JID (see
+    /// `real_jid_in_text`; the encoder writes both forms alike).
     fn from_string(s: String) -> Self {
-        match s.contains('@').then(|| jid_in_text(&s)).flatten() {
+        match real_jid_in_text(&s) {
             Some(jid) => AttrValue::Jid(jid),
             None => AttrValue::Str(s),
         }

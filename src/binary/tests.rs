@@ -293,7 +293,8 @@ fn strings_that_look_like_jids() {
             back.get_attr("k").map(|v| v.to_text().into_owned()),
             Some(s.into())
         );
-        assert!(back.attr_jid("k").is_some(), "{s}");
+        // ...and read back as a JID where it is a real one (known server).
+        assert_eq!(back.attr_jid("k").is_some(), s != "x@example.com", "{s}");
     }
     // ...what Baileys would mangle stays a string.
     for s in [
@@ -565,6 +566,30 @@ fn item_budget_is_enforced() {
         decode_node(&bytes),
         Err(DecodeError::TooManyItems { .. })
     ));
+}
+
+#[test]
+fn item_budget_fits_real_stanzas_but_not_zlib_bombs() {
+    // <a> with `n` empty children: n + 1 items.
+    let flat = |n: usize| {
+        let mut bytes = vec![0xF8, 0x02, 0x19, 0xF9];
+        bytes.extend((n as u16).to_be_bytes());
+        for _ in 0..n {
+            bytes.extend([0xF8, 0x01, 0x19]);
+        }
+        bytes
+    };
+    // Three such levels of 50,000 children (150,003 items, 450 KB; a few KiB zlibbed).
+    let mut bomb = vec![0xF8, 0x02, 0x19, 0xF8, 3];
+    for _ in 0..3 {
+        bomb.extend(flat(50_000));
+    }
+    assert!(matches!(
+        decode_node(&bomb),
+        Err(DecodeError::TooManyItems { max: MAX_ITEMS, .. })
+    ));
+    // A 3,000-device fan-out is far below the budget.
+    assert_eq!(decode_node(&flat(30_000)).unwrap().children().len(), 30_000);
 }
 
 #[test]
@@ -1097,4 +1122,37 @@ fn fuzz_seed_corpus_is_current() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn text_with_an_at_sign_stays_text_unless_it_is_a_real_jid() {
+    // <a k="Bob @ work"/> and <a k="1@s.whatsapp.net"/> with the values as raw strings.
+    let raw = |value: &str| {
+        let mut bytes = vec![0xF8, 0x03, 0xFC, 0x01, b'a', 0xFC, 0x01, b'k', 0xFC];
+        bytes.push(value.len() as u8);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes
+    };
+    for text in ["Bob @ work", "a@b", "x y@s.whatsapp.net", "@"] {
+        let node = decode_node(&raw(text)).unwrap();
+        assert_eq!(
+            node.get_attr("k"),
+            Some(&AttrValue::Str(text.into())),
+            "{text}"
+        );
+        assert_eq!(
+            AttrValue::from(text.to_string()),
+            AttrValue::Str(text.into())
+        );
+    }
+    let node = decode_node(&raw("1@s.whatsapp.net")).unwrap();
+    assert_eq!(
+        node.get_attr("k"),
+        Some(&AttrValue::Jid(Jid::parse("1@s.whatsapp.net").unwrap()))
+    );
+    // Either representation encodes to the same bytes.
+    assert_eq!(
+        enc(&Node::new("a").attr("k", AttrValue::Str("Bob @ work".into()))),
+        enc(&Node::new("a").attr("k", AttrValue::Jid(Jid::new("Bob ", " work"))))
+    );
 }

@@ -208,6 +208,26 @@ pub fn jid_in_text(text: &str) -> Option<Jid> {
     JidLayout::of_text(text).map(JidLayout::to_jid)
 }
 
+/// The JID a decoded or constructed string attribute is read as, or `None` to keep it a
+/// string: only text that is a real JID ([`is_real_jid`]), so that `notify="Bob @ work"`
+/// stays text. The encoder writes both forms with the same bytes.
+pub(crate) fn real_jid_in_text(text: &str) -> Option<Jid> {
+    if !text.contains('@') {
+        return None;
+    }
+    jid_in_text(text).filter(is_real_jid)
+}
+
+/// True when `jid` is a real JID: a server in [`crate::jid::KNOWN_SERVERS`] and a user
+/// of ASCII letters, digits, `-` and `.` (or empty, the server JID).
+pub(crate) fn is_real_jid(jid: &Jid) -> bool {
+    crate::jid::KNOWN_SERVERS.contains(&jid.server.as_str())
+        && jid
+            .user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

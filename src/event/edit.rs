@@ -54,8 +54,15 @@ pub fn edit_message<R: RngCore + CryptoRng>(
 
 /// Decrypts an EVENT_EDIT into the inner `Message`, trying each candidate
 /// (creator, editor) pair in order. Refuses other `secretEncType`s, missing key id,
-/// IV or payload, a payload no candidate opens, and plaintext that is not a
-/// `Message`.
+/// IV or payload, a payload no candidate opens, an edit whose authenticated sender is
+/// not the creator ([`SecretError::EditNotByCreator`]: the same user without device,
+/// or one of the creator forms among `candidates`, e.g. its LID and phone number), and
+/// plaintext that is not a `Message`.
+///
+/// Look `event_secret` and the candidates' creator up under the creator STORED with
+/// the original event card, never under the one the edit's key claims (`fromMe`
+/// makes the sender the claimed creator): otherwise anyone who knows the secret (every
+/// group member does) could pass as the creator.
 pub fn open_event_edit(
     sem: &e2e::SecretEncryptedMessage,
     event_secret: &MessageSecret,
@@ -88,6 +95,15 @@ pub fn open_event_edit(
         iv,
         payload,
     )?;
+    let sender = parties.sender.to_non_ad();
+    let by_creator = sender == parties.creator.to_non_ad()
+        || candidates.iter().any(|c| c.creator.to_non_ad() == sender);
+    if !by_creator {
+        return Err(SecretError::EditNotByCreator {
+            sender,
+            creator: parties.creator.to_non_ad(),
+        });
+    }
     let inner = e2e::Message::decode(plain.as_slice()).map_err(|e| SecretError::Decode {
         what: "Event Edit Message",
         detail: e.to_string(),
@@ -99,7 +115,7 @@ pub fn open_event_edit(
 }
 
 /// Decrypts an EVENT_EDIT and reads the edited card from it (see
-/// [`open_event_edit`]); also refuses a plaintext without a valid `eventMessage`.
+/// [`open_event_edit`], including its creator-only rule); also refuses a plaintext without a valid `eventMessage`.
 pub fn decrypt_event_edit(
     sem: &e2e::SecretEncryptedMessage,
     event_secret: &MessageSecret,
@@ -158,5 +174,50 @@ mod tests {
             decrypt_event_edit(&wrong, &secret, &cands),
             Err(SecretError::WrongType { .. })
         ));
+    }
+
+    #[test]
+    fn only_the_creator_may_edit() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let card = EventCard::builder()
+            .name("Launch")
+            .start_unix(1_764_612_000)
+            .build()
+            .unwrap();
+        let creator_pn = Jid::pn_user("5511999990000");
+        let creator_lid = Jid::lid_user("100000000000001");
+        let member = Jid::parse("5511988887777:3@s.whatsapp.net").unwrap();
+        let (_, secret) = card.to_message(&mut rng);
+        let ev = EventRef::new(
+            Jid::group("120363000000000001"),
+            "3EB0EE",
+            creator_pn.clone(),
+        );
+
+        // A member who knows the secret seals a valid edit under its own pair.
+        let m = edit_message(&card.to_canceled(), &ev, &secret, &member, &mut rng).unwrap();
+        let sem = m.secret_encrypted_message.as_ref().unwrap();
+        let cands = Parties::alternates(
+            std::slice::from_ref(&creator_pn),
+            std::slice::from_ref(&member),
+        );
+        assert_eq!(
+            decrypt_event_edit(sem, &secret, &cands),
+            Err(SecretError::EditNotByCreator {
+                sender: member.to_non_ad(),
+                creator: creator_pn.clone(),
+            })
+        );
+
+        // The creator editing from its LID while the event names its phone number.
+        let m = edit_message(&card.to_canceled(), &ev, &secret, &creator_lid, &mut rng).unwrap();
+        let sem = m.secret_encrypted_message.as_ref().unwrap();
+        let cands = Parties::alternates(
+            &[creator_pn.clone(), creator_lid.clone()],
+            std::slice::from_ref(&creator_lid),
+        );
+        let d = decrypt_event_edit(sem, &secret, &cands).unwrap();
+        assert!(d.value.is_canceled());
+        assert_eq!(d.parties, Parties::new(creator_pn, creator_lid));
     }
 }

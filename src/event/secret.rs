@@ -215,6 +215,15 @@ pub enum SecretError {
     /// The AEAD refused to encrypt (only for plaintexts beyond GCM's 64 GiB limit).
     #[error("AES-GCM encryption failed")]
     Encrypt,
+    /// An event edit authenticated, but its sender is not the event's creator: only the
+    /// creator may edit or cancel an event.
+    #[error("event edit sent by {sender}, but only the creator {creator} may edit the event")]
+    EditNotByCreator {
+        /// The authenticated sender (without device).
+        sender: Jid,
+        /// The creator of the event (without device).
+        creator: Jid,
+    },
 }
 
 fn non_ad_string(jid: &Jid) -> String {

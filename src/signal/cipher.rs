@@ -119,7 +119,8 @@ impl std::fmt::Debug for PreKeyDecryption {
 /// yet), the inner message is decrypted with the record like [`decrypt_whisper`] and no
 /// prekey is needed. Otherwise X3DH runs as responder with `prekeys` (load them by
 /// [`SessionRecord::prekeys_needed`]); the new state becomes current and the old one is
-/// archived. Refuses a missing or mismatched prekey, and anything [`decrypt_whisper`]
+/// archived. Refuses a missing or mismatched prekey, a reused base key with another
+/// identity key ([`SignalError::PreKeyIdentityMismatch`]), and anything [`decrypt_whisper`]
 /// refuses; on any error the record is unchanged.
 pub fn decrypt_prekey<R: RngCore + CryptoRng + ?Sized>(
     record: &mut SessionRecord,
@@ -135,7 +136,12 @@ pub fn decrypt_prekey<R: RngCore + CryptoRng + ?Sized>(
         remote_identity: *message.identity_key(),
         remote_registration_id: message.registration_id(),
     };
-    if record.has_state_with_base_key(message.base_key()) {
+    if let Some(existing) = record.state_with_base_key(message.base_key()) {
+        // The outer identity key is not covered by the inner MAC: only accept it when it
+        // is the identity this session was built with.
+        if existing.remote_identity != *message.identity_key() {
+            return Err(SignalError::PreKeyIdentityMismatch);
+        }
         let plaintext = decrypt_message(record, message.message(), rng)?;
         return Ok(done(plaintext, None, false));
     }

@@ -12,7 +12,7 @@ use curve25519_dalek::scalar::Scalar;
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha512};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The type byte in front of serialized Curve25519 public keys (`DJB_TYPE`).
 pub const DJB_TYPE: u8 = 0x05;
@@ -152,9 +152,9 @@ impl PrivateKey {
         Ok(key)
     }
 
-    /// The clamped private bytes, for persistence. Handle with care.
-    pub fn to_bytes(&self) -> [u8; KEY_LEN] {
-        self.0
+    /// The clamped private bytes, for persistence; wiped when the result is dropped.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.0)
     }
 
     /// The matching public key.
@@ -326,7 +326,7 @@ mod tests {
         let a = KeyPair::generate(&mut OsRng);
         let b = KeyPair::generate(&mut OsRng);
         assert_eq!(a.agree(&b.public), b.agree(&a.public));
-        let s = x25519_dalek::StaticSecret::from(a.private.to_bytes());
+        let s = x25519_dalek::StaticSecret::from(*a.private.to_bytes());
         assert_eq!(x25519_dalek::PublicKey::from(&s).to_bytes(), a.public.0);
         let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(b.public.0));
         assert_eq!(shared.to_bytes(), a.agree(&b.public));
@@ -379,7 +379,7 @@ mod tests {
         for u in inputs {
             let k = KeyPair::generate(rng).private;
             let theirs = PublicKey(u);
-            let reference = x25519_dalek::x25519(k.to_bytes(), u);
+            let reference = x25519_dalek::x25519(*k.to_bytes(), u);
             assert_eq!(k.agree(&theirs), reference, "u = {}", hex::encode(u));
             assert_eq!(k.agree_ladder(&theirs), reference);
             if MontgomeryPoint(u).to_edwards(0).is_none() {

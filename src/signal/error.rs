@@ -117,6 +117,13 @@ pub enum SignalError {
         /// Why the current state refused it.
         current: Box<SignalError>,
     },
+    /// A PreKeySignalMessage for an existing session (same base key) carries an identity
+    /// key other than the one that session was built with. The identity field is outside
+    /// the MAC, so this is a forgery or a corrupted message.
+    #[error(
+        "PreKeySignalMessage identity key differs from the identity of the session with its base key"
+    )]
+    PreKeyIdentityMismatch,
     /// A PreKeySignalMessage names a signed prekey that the caller did not supply.
     #[error("signed prekey {0} named by the PreKeySignalMessage is not available")]
     MissingSignedPreKey(u32),

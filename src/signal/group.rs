@@ -32,13 +32,21 @@ pub const MAX_SENDER_FORWARD_JUMPS: u32 = 2000;
 
 /// Our own signing key: the private key and its cached XEdDSA `A`.
 #[derive(Clone)]
-struct OwnSigningKey {
+pub(super) struct OwnSigningKey {
     private: PrivateKey,
     edwards_public: [u8; 32],
 }
 
+impl std::fmt::Debug for OwnSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnSigningKey")
+            .field("private", &self.private)
+            .finish_non_exhaustive()
+    }
+}
+
 impl OwnSigningKey {
-    fn new(private: PrivateKey) -> Self {
+    pub(super) fn new(private: PrivateKey) -> Self {
         let edwards_public = private.edwards_public();
         OwnSigningKey {
             private,

@@ -4,7 +4,6 @@
 //! Prekey ids are 24-bit (they travel as 3 big-endian bytes in `<key><id>`); the
 //! signed-prekey signature is XEdDSA(identity private key, `0x05 ‖ signedPreKeyPublic`).
 
-use prost::Message;
 use rand_core::{CryptoRng, RngCore};
 
 use super::curve::{KeyPair, PublicKey, SIGNATURE_LEN};
@@ -53,33 +52,27 @@ impl LocalIdentity {
 
     /// Serializes as a versioned `LocalIdentityStructure`.
     pub fn serialize(&self) -> Vec<u8> {
-        pb::LocalIdentityStructure {
+        let msg = pb::LocalIdentityStructure {
             public_key: Some(self.key_pair.public.serialize().to_vec()),
             private_key: Some(self.key_pair.private.to_bytes().to_vec()),
             registration_id: Some(self.registration_id),
             version: Some(RECORD_VERSION),
-        }
-        .encode_to_vec()
+        };
+        records::encode_wiping(msg, |m| &mut m.private_key)
     }
 
     /// Parses a `LocalIdentityStructure`. Refuses garbage, unknown versions, keys of the
-    /// wrong size and a public key that does not belong to the private key.
+    /// wrong size, a public key that does not belong to the private key and a missing
+    /// registration id.
     pub fn deserialize(bytes: &[u8]) -> Result<Self, RecordError> {
         const R: &str = "local identity";
         let mut msg = records::decode::<pb::LocalIdentityStructure>(R, bytes, |m| m.version)?;
-        let public = records::public_key(R, msg.public_key.as_ref(), "bad public key")?;
-        let private = records::private_key(R, msg.private_key.as_ref(), "bad private key")?;
-        zeroize::Zeroize::zeroize(&mut msg.private_key);
-        let key_pair = KeyPair::from_private(private);
-        if key_pair.public != public {
-            return Err(records::invalid(
-                R,
-                "public key does not match the private key",
-            ));
-        }
+        let key_pair = records::take_key_pair(R, msg.public_key.as_ref(), &mut msg.private_key)?;
         Ok(LocalIdentity {
             key_pair,
-            registration_id: msg.registration_id.unwrap_or(0),
+            registration_id: msg
+                .registration_id
+                .ok_or(records::invalid(R, "missing registration id"))?,
         })
     }
 }
@@ -118,29 +111,20 @@ pub fn generate_prekeys<R: RngCore + CryptoRng + ?Sized>(
 impl PreKeyRecord {
     /// Serializes as a versioned `PreKeyRecordStructure`.
     pub fn serialize(&self) -> Vec<u8> {
-        pb::PreKeyRecordStructure {
+        let msg = pb::PreKeyRecordStructure {
             id: Some(self.id),
             public_key: Some(self.key_pair.public.serialize().to_vec()),
             private_key: Some(self.key_pair.private.to_bytes().to_vec()),
             version: Some(RECORD_VERSION),
-        }
-        .encode_to_vec()
+        };
+        records::encode_wiping(msg, |m| &mut m.private_key)
     }
 
     /// Parses a `PreKeyRecordStructure`; refuses garbage, unknown versions, bad keys.
     pub fn deserialize(bytes: &[u8]) -> Result<Self, RecordError> {
         const R: &str = "prekey";
         let mut msg = records::decode::<pb::PreKeyRecordStructure>(R, bytes, |m| m.version)?;
-        let public = records::public_key(R, msg.public_key.as_ref(), "bad public key")?;
-        let private = records::private_key(R, msg.private_key.as_ref(), "bad private key")?;
-        zeroize::Zeroize::zeroize(&mut msg.private_key);
-        let key_pair = KeyPair::from_private(private);
-        if key_pair.public != public {
-            return Err(records::invalid(
-                R,
-                "public key does not match the private key",
-            ));
-        }
+        let key_pair = records::take_key_pair(R, msg.public_key.as_ref(), &mut msg.private_key)?;
         Ok(PreKeyRecord {
             id: msg.id.ok_or(records::invalid(R, "missing id"))?,
             key_pair,
@@ -186,15 +170,15 @@ impl SignedPreKeyRecord {
 
     /// Serializes as a versioned `SignedPreKeyRecordStructure`.
     pub fn serialize(&self) -> Vec<u8> {
-        pb::SignedPreKeyRecordStructure {
+        let msg = pb::SignedPreKeyRecordStructure {
             id: Some(self.id),
             public_key: Some(self.key_pair.public.serialize().to_vec()),
             private_key: Some(self.key_pair.private.to_bytes().to_vec()),
             signature: Some(self.signature.to_vec()),
             timestamp: Some(self.timestamp_ms),
             version: Some(RECORD_VERSION),
-        }
-        .encode_to_vec()
+        };
+        records::encode_wiping(msg, |m| &mut m.private_key)
     }
 
     /// Parses a `SignedPreKeyRecordStructure`; refuses garbage, unknown versions, bad
@@ -202,16 +186,7 @@ impl SignedPreKeyRecord {
     pub fn deserialize(bytes: &[u8]) -> Result<Self, RecordError> {
         const R: &str = "signed prekey";
         let mut msg = records::decode::<pb::SignedPreKeyRecordStructure>(R, bytes, |m| m.version)?;
-        let public = records::public_key(R, msg.public_key.as_ref(), "bad public key")?;
-        let private = records::private_key(R, msg.private_key.as_ref(), "bad private key")?;
-        zeroize::Zeroize::zeroize(&mut msg.private_key);
-        let key_pair = KeyPair::from_private(private);
-        if key_pair.public != public {
-            return Err(records::invalid(
-                R,
-                "public key does not match the private key",
-            ));
-        }
+        let key_pair = records::take_key_pair(R, msg.public_key.as_ref(), &mut msg.private_key)?;
         Ok(SignedPreKeyRecord {
             id: msg.id.ok_or(records::invalid(R, "missing id"))?,
             key_pair,
@@ -279,6 +254,7 @@ impl PreKeyBundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
     use rand::rngs::OsRng;
 
     #[test]
@@ -372,6 +348,20 @@ mod tests {
     }
 
     #[test]
+    fn local_identity_without_registration_id_is_refused() {
+        let identity = LocalIdentity::generate(&mut OsRng);
+        let mut msg = pb::LocalIdentityStructure::decode(identity.serialize().as_slice()).unwrap();
+        msg.registration_id = None;
+        assert_eq!(
+            LocalIdentity::deserialize(&msg.encode_to_vec()).unwrap_err(),
+            RecordError::Invalid {
+                record: "local identity",
+                detail: "missing registration id"
+            }
+        );
+    }
+
+    #[test]
     fn debug_never_shows_private_keys() {
         let identity = LocalIdentity::generate(&mut OsRng);
         let spk = SignedPreKeyRecord::generate(&identity.key_pair, 3, 99, &mut OsRng);
@@ -385,8 +375,8 @@ mod tests {
             (format!("{pk:?}"), pk.key_pair.private.to_bytes()),
         ] {
             assert!(text.contains("redacted"), "{text}");
-            assert!(!text.contains(&hex::encode(private)), "{text}");
-            assert!(!text.contains(&format!("{:?}", private)), "{text}");
+            assert!(!text.contains(&hex::encode(*private)), "{text}");
+            assert!(!text.contains(&format!("{:?}", *private)), "{text}");
         }
     }
 }

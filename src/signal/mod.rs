@@ -76,17 +76,26 @@ mod tests {
         let (skdm, _) = group::create_distribution_message(&mut own, rng).unwrap();
         let private = KeyPair::generate(rng).private;
         let secret_hex = hex::encode(private.to_bytes());
+        let mut batch = store::SignalStateBatch::new();
+        let group_jid: crate::jid::Jid = "123-456@g.us".parse().unwrap();
+        let sender: crate::jid::Jid = "15550001111@s.whatsapp.net".parse().unwrap();
+        batch.put_sender_key(SenderKeyName::new(&group_jid, &sender), &own);
+        // How a derived Debug of the record bytes would start (a list of decimal bytes).
+        let record_debug = format!("{:?}", own.serialize());
+        let record_prefix = &record_debug[..record_debug.len().min(40)];
+        let chain_hex = hex::encode(skdm.chain_key());
         for text in [
             format!("{private:?}"),
             format!("{:?}", KeyPair::from_private(private.clone())),
             format!("{skdm:?}"),
             format!("{own:?}"),
+            format!("{:?}", group::OwnSigningKey::new(private.clone())),
+            format!("{batch:?}"),
         ] {
             assert!(text.contains("redacted"), "{text}");
             assert!(!text.contains(&secret_hex), "{text}");
+            assert!(!text.contains(&chain_hex), "{text}");
+            assert!(!text.contains(record_prefix), "{text}");
         }
-        let skdm_text = format!("{skdm:?}");
-        let chain_hex = hex::encode(skdm.chain_key());
-        assert!(!skdm_text.contains(&chain_hex), "{skdm_text}");
     }
 }

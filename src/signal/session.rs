@@ -171,10 +171,15 @@ impl SessionRecord {
 
     /// True when the current or an archived state was built from `base_key`.
     pub fn has_state_with_base_key(&self, base_key: &PublicKey) -> bool {
+        self.state_with_base_key(base_key).is_some()
+    }
+
+    /// The current or archived state built from `base_key`, if any.
+    pub(crate) fn state_with_base_key(&self, base_key: &PublicKey) -> Option<&SessionState> {
         self.current
             .iter()
             .chain(self.previous.iter())
-            .any(|s| s.alice_base_key.as_ref() == Some(base_key))
+            .find(|s| s.alice_base_key.as_ref() == Some(base_key))
     }
 
     /// Which prekeys [`super::decrypt_prekey`] needs for `message`, or `None` when a state

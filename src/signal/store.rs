@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use zeroize::Zeroizing;
 
 use super::RecordError;
 use super::address::{ProtocolAddress, SenderKeyName};
@@ -132,22 +133,51 @@ pub trait SenderKeyStore: Send + Sync {
     async fn load_sender_key(&self, name: &SenderKeyName) -> StoreResult<Option<Vec<u8>>>;
 }
 
+/// A serialized record (root/chain keys, ratchet private keys, sender-key seeds), wiped
+/// from memory when dropped.
+pub type RecordBytes = Zeroizing<Vec<u8>>;
+
 /// All state changes of one send or one received message, applied atomically by
-/// [`SignalStore::commit`].
-#[derive(Clone, Default, Debug)]
+/// [`SignalStore::commit`]. Its `Debug` shows addresses and record lengths only.
+#[derive(Clone, Default)]
 pub struct SignalStateBatch {
     /// Session records to write (address, serialized record).
-    pub sessions: Vec<(ProtocolAddress, Vec<u8>)>,
+    pub sessions: Vec<(ProtocolAddress, RecordBytes)>,
     /// Session records to delete.
     pub removed_sessions: Vec<ProtocolAddress>,
     /// Sender-key records to write (name, serialized record).
-    pub sender_keys: Vec<(SenderKeyName, Vec<u8>)>,
+    pub sender_keys: Vec<(SenderKeyName, RecordBytes)>,
     /// Sender-key records to delete (e.g. our own key on rotation).
     pub removed_sender_keys: Vec<SenderKeyName>,
     /// Identities to save (trust on first use); `commit` reports each outcome.
     pub identities: Vec<(ProtocolAddress, PublicKey)>,
     /// One-time prekeys consumed by incoming pkmsgs.
     pub removed_prekeys: Vec<u32>,
+}
+
+impl std::fmt::Debug for SignalStateBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Lengths<'a, K>(&'a [(K, RecordBytes)]);
+        impl<K: std::fmt::Debug> std::fmt::Debug for Lengths<'_, K> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_map()
+                    .entries(
+                        self.0
+                            .iter()
+                            .map(|(k, v)| (k, format!("<{} bytes redacted>", v.len()))),
+                    )
+                    .finish()
+            }
+        }
+        f.debug_struct("SignalStateBatch")
+            .field("sessions", &Lengths(&self.sessions))
+            .field("removed_sessions", &self.removed_sessions)
+            .field("sender_keys", &Lengths(&self.sender_keys))
+            .field("removed_sender_keys", &self.removed_sender_keys)
+            .field("identities", &self.identities)
+            .field("removed_prekeys", &self.removed_prekeys)
+            .finish()
+    }
 }
 
 impl SignalStateBatch {
@@ -158,13 +188,15 @@ impl SignalStateBatch {
 
     /// Adds a session record (serialized now).
     pub fn put_session(&mut self, address: ProtocolAddress, record: &SessionRecord) -> &mut Self {
-        self.sessions.push((address, record.serialize()));
+        self.sessions
+            .push((address, Zeroizing::new(record.serialize())));
         self
     }
 
     /// Adds a sender-key record (serialized now).
     pub fn put_sender_key(&mut self, name: SenderKeyName, record: &SenderKeyRecord) -> &mut Self {
-        self.sender_keys.push((name, record.serialize()));
+        self.sender_keys
+            .push((name, Zeroizing::new(record.serialize())));
         self
     }
 
@@ -425,13 +457,13 @@ impl SignalStore for MemorySignalStore {
     async fn commit(&self, batch: SignalStateBatch) -> StoreResult<Vec<IdentityChange>> {
         let mut state = self.lock()?;
         for (address, bytes) in batch.sessions {
-            state.sessions.insert(address, bytes);
+            state.sessions.insert(address, bytes.to_vec());
         }
         for address in &batch.removed_sessions {
             state.sessions.remove(address);
         }
         for (name, bytes) in batch.sender_keys {
-            state.sender_keys.insert(name, bytes);
+            state.sender_keys.insert(name, bytes.to_vec());
         }
         for name in &batch.removed_sender_keys {
             state.sender_keys.remove(name);
