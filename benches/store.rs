@@ -51,7 +51,9 @@ fn sender_key_name() -> SenderKeyName {
 fn warm_send(n: u64) -> StoreBatch {
     let id = format!("3EB0{n:016X}");
     let mut b = StoreBatch::new();
-    b.signal.sender_keys.push((sender_key_name(), vec![7; 240]));
+    b.signal
+        .sender_keys
+        .push((sender_key_name(), vec![7u8; 240].into()));
     b.secrets.push(MessageSecretRecord {
         chat: group(),
         sender: Jid::lid_user("99009"),
@@ -84,7 +86,7 @@ fn fanout(n: u64) -> StoreBatch {
     for d in &devs {
         b.signal
             .sessions
-            .push((ProtocolAddress::from_jid(d), vec![9; 1024]));
+            .push((ProtocolAddress::from_jid(d), vec![9u8; 1024].into()));
     }
     if let Some(s) = b.sent_messages.first_mut() {
         s.stanza = vec![3; 600 * 1024];
@@ -101,7 +103,7 @@ fn rsvp_receive(n: u64) -> StoreBatch {
     let voter = member((n % MEMBERS as u64) as usize);
     b.signal
         .sessions
-        .push((ProtocolAddress::from_jid(&voter), vec![9; 1024]));
+        .push((ProtocolAddress::from_jid(&voter), vec![9u8; 1024].into()));
     b.rsvps.push(RsvpRecord {
         chat: group(),
         event_id: "3EB0EVENT".into(),

@@ -49,14 +49,15 @@ fn batch(i: u64) -> StoreBatch {
     c.next_prekey_id = (i as u32) * PREKEYS + 1;
     let mut signal = SignalStateBatch::new();
     for d in 0..SESSIONS {
-        signal
-            .sessions
-            .push((ProtocolAddress::new(format!("b{i}"), d), vec![i as u8; 300]));
+        signal.sessions.push((
+            ProtocolAddress::new(format!("b{i}"), d),
+            vec![i as u8; 300].into(),
+        ));
     }
     for d in 0..SHARED {
         signal
             .sessions
-            .push((ProtocolAddress::new("shared", d), shared_record(i)));
+            .push((ProtocolAddress::new("shared", d), shared_record(i).into()));
     }
     for d in 0..5 {
         signal
@@ -65,7 +66,7 @@ fn batch(i: u64) -> StoreBatch {
     }
     signal.sender_keys.push((
         SenderKeyName::from_parts(GROUP, ProtocolAddress::new("self_1", 1)),
-        shared_record(i),
+        shared_record(i).into(),
     ));
     if i > 2 {
         let old = (i - 2) as u32;

@@ -52,7 +52,7 @@ fn random_batch(rng: &mut StdRng) -> StoreBatch {
                 for _ in 0..rng.gen_range(0..4) {
                     signal
                         .sessions
-                        .push((pick(rng, &addrs), vec![rng.r#gen(); 3]));
+                        .push((pick(rng, &addrs), vec![rng.r#gen::<u8>(); 3].into()));
                 }
                 for _ in 0..rng.gen_range(0..2) {
                     signal.removed_sessions.push(pick(rng, &addrs));
@@ -60,7 +60,7 @@ fn random_batch(rng: &mut StdRng) -> StoreBatch {
                 for _ in 0..rng.gen_range(0..3) {
                     signal
                         .sender_keys
-                        .push((pick(rng, &names), vec![rng.r#gen(); 2]));
+                        .push((pick(rng, &names), vec![rng.r#gen::<u8>(); 2].into()));
                 }
                 for _ in 0..rng.gen_range(0..2) {
                     signal.removed_sender_keys.push(pick(rng, &names));

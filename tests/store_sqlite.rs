@@ -339,7 +339,7 @@ async fn concurrent_commits_and_two_handles_on_one_file() {
                     let mut batch = StoreBatch::new();
                     batch.signal.sessions.push((
                         ProtocolAddress::new(format!("t{t}"), u32::from(i)),
-                        vec![t, i],
+                        vec![t, i].into(),
                     ));
                     batch.sent_messages.push(sent(
                         GROUPS[0],

@@ -229,15 +229,19 @@ async fn sessions_and_sender_keys(store: Arc<dyn Store>) {
     for d in [7, 0, 3] {
         batch
             .sessions
-            .push((ProtocolAddress::new("15550001", d), vec![d as u8]));
+            .push((ProtocolAddress::new("15550001", d), vec![d as u8].into()));
     }
     batch
         .sessions
-        .push((ProtocolAddress::new("15550001_1", 0), vec![100]));
+        .push((ProtocolAddress::new("15550001_1", 0), vec![100].into()));
     let name = SenderKeyName::from_parts("120363001@g.us", ProtocolAddress::new("99001_1", 2));
     let other = SenderKeyName::from_parts("120363002@g.us", ProtocolAddress::new("99001_1", 2));
-    batch.sender_keys.push((name.clone(), b"sk1".to_vec()));
-    batch.sender_keys.push((other.clone(), b"sk2".to_vec()));
+    batch
+        .sender_keys
+        .push((name.clone(), b"sk1".to_vec().into()));
+    batch
+        .sender_keys
+        .push((other.clone(), b"sk2".to_vec().into()));
     assert!(store.commit(batch).await.unwrap().is_empty());
 
     assert_eq!(
@@ -1279,7 +1283,7 @@ async fn invalid_batch_applies_nothing(store: Arc<dyn Store>) {
 async fn batch_order_puts_before_removals(store: Arc<dyn Store>) {
     let a = ProtocolAddress::new("15550001", 1);
     let mut batch = StoreBatch::new();
-    batch.signal.sessions.push((a.clone(), vec![1]));
+    batch.signal.sessions.push((a.clone(), vec![1u8].into()));
     batch.signal.removed_sessions.push(a.clone());
     batch.prekeys.push((3, vec![3]));
     batch.signal.removed_prekeys.push(3);

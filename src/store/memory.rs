@@ -95,11 +95,12 @@ impl State {
     }
 
     fn apply_signal(&mut self, batch: SignalStateBatch) -> Vec<IdentityChange> {
-        for (address, bytes) in batch.sessions {
+        for (address, mut bytes) in batch.sessions {
+            // Move the record out of its zeroizing wrapper without copying it.
             self.sessions
                 .entry(address.name)
                 .or_default()
-                .insert(address.device_id, bytes);
+                .insert(address.device_id, std::mem::take(&mut *bytes));
         }
         for address in &batch.removed_sessions {
             if let Some(devices) = self.sessions.get_mut(&address.name) {
@@ -109,8 +110,8 @@ impl State {
                 }
             }
         }
-        for (name, bytes) in batch.sender_keys {
-            self.sender_keys.insert(name, bytes);
+        for (name, mut bytes) in batch.sender_keys {
+            self.sender_keys.insert(name, std::mem::take(&mut *bytes));
         }
         for name in &batch.removed_sender_keys {
             self.sender_keys.remove(name);

@@ -234,13 +234,13 @@ pub fn full_batch(seed: u8) -> StoreBatch {
     for (i, a) in addresses().into_iter().enumerate() {
         signal
             .sessions
-            .push((a.clone(), vec![seed, i as u8, 1, 2, 3]));
+            .push((a.clone(), vec![seed, i as u8, 1, 2, 3].into()));
         signal
             .identities
             .push((a, public(seed.wrapping_add(i as u8))));
     }
     for (i, n) in sender_key_names().into_iter().enumerate() {
-        signal.sender_keys.push((n, vec![seed, i as u8, 9]));
+        signal.sender_keys.push((n, vec![seed, i as u8, 9].into()));
     }
     signal.removed_prekeys.push(6);
     StoreBatch {

@@ -316,7 +316,7 @@ fn apply_signal(conn: &Connection, batch: SignalStateBatch) -> Result<Vec<Identi
             )
             .map_err(sql(context))?;
         for (a, record) in &batch.sessions {
-            put.execute(params![a.name, a.device_id, record])
+            put.execute(params![a.name, a.device_id, record.as_slice()])
                 .map_err(sql(context))?;
         }
         let mut delete = conn
@@ -338,8 +338,13 @@ fn apply_signal(conn: &Connection, batch: SignalStateBatch) -> Result<Vec<Identi
             )
             .map_err(sql(context))?;
         for (n, record) in &batch.sender_keys {
-            put.execute(params![n.group, n.sender.name, n.sender.device_id, record])
-                .map_err(sql(context))?;
+            put.execute(params![
+                n.group,
+                n.sender.name,
+                n.sender.device_id,
+                record.as_slice()
+            ])
+            .map_err(sql(context))?;
         }
         let mut delete = conn
             .prepare_cached(
