@@ -299,10 +299,11 @@ fn test_nodes() -> Vec<Node> {
 fn baileys_view(node: &Node) -> Value {
     let mut v = node_to_json(node);
     for (k, value) in node.attrs.iter() {
-        if let AttrValue::Jid(j) = value {
-            if j.server == "interop" && (j.device != 0 || j.integrator != 0) {
-                v["attrs"][k] = json!(format!("{}-{}:{}@interop", j.integrator, j.user, j.device));
-            }
+        if let AttrValue::Jid(j) = value
+            && j.server == "interop"
+            && (j.device != 0 || j.integrator != 0)
+        {
+            v["attrs"][k] = json!(format!("{}-{}:{}@interop", j.integrator, j.user, j.device));
         }
     }
     if let NodeContent::Nodes(children) = &node.content {

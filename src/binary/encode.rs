@@ -293,10 +293,11 @@ impl Encoder<'_> {
             self.write_packed(s, HEX_8, hex_code);
             return Ok(());
         }
-        if kind == StringKind::MayBeJid && s.contains('@') {
-            if let Some(layout) = JidLayout::of_text(s) {
-                return self.write_jid(layout);
-            }
+        if kind == StringKind::MayBeJid
+            && s.contains('@')
+            && let Some(layout) = JidLayout::of_text(s)
+        {
+            return self.write_jid(layout);
         }
         self.write_byte_length(s.len())?;
         self.out.extend_from_slice(s.as_bytes());

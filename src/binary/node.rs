@@ -323,12 +323,11 @@ impl fmt::Display for ShortBytes<'_> {
         if b.is_empty() {
             return Ok(());
         }
-        if b.len() <= MAX_TEXT_SHOWN {
-            if let Ok(text) = std::str::from_utf8(b) {
-                if !text.chars().any(char::is_control) {
-                    return write_escaped(f, text);
-                }
-            }
+        if b.len() <= MAX_TEXT_SHOWN
+            && let Ok(text) = std::str::from_utf8(b)
+            && !text.chars().any(char::is_control)
+        {
+            return write_escaped(f, text);
         }
         if b.len() <= MAX_HEX_SHOWN {
             return f.write_str(&hex::encode(b));

@@ -376,13 +376,13 @@ impl EventCardBuilder {
             Some(TimeInput::Text(t)) if t.trim().is_empty() => None,
             Some(t) => Some(resolve_time("endAt", t)?),
         };
-        if let Some(end) = end {
-            if end < start {
-                return Err(EventCardError::EndBeforeStart {
-                    start: format_unix(start),
-                    end: format_unix(end),
-                });
-            }
+        if let Some(end) = end
+            && end < start
+        {
+            return Err(EventCardError::EndBeforeStart {
+                start: format_unix(start),
+                end: format_unix(end),
+            });
         }
         let location = self.location.map(EventLocation::validate).transpose()?;
         let join_link = non_empty(self.join_link)

@@ -359,10 +359,10 @@ impl GatewayConfig {
     /// Makes relative `store` paths relative to `dir` (the config file's folder).
     pub fn resolve_relative_to(&mut self, dir: &Path) {
         for inst in &mut self.instances {
-            if let Some(store) = &inst.store {
-                if store.is_relative() {
-                    inst.store = Some(dir.join(store));
-                }
+            if let Some(store) = &inst.store
+                && store.is_relative()
+            {
+                inst.store = Some(dir.join(store));
             }
         }
     }
@@ -396,13 +396,13 @@ impl GatewayConfig {
                     format!("{:?} is used by two instances", inst.name),
                 ));
             }
-            if let Some(store) = &inst.store {
-                if !stores.insert(store.as_path()) {
-                    return Err(invalid(
-                        format!("{field}.store"),
-                        "each instance needs its own store file",
-                    ));
-                }
+            if let Some(store) = &inst.store
+                && !stores.insert(store.as_path())
+            {
+                return Err(invalid(
+                    format!("{field}.store"),
+                    "each instance needs its own store file",
+                ));
             }
         }
         Ok(())

@@ -80,12 +80,12 @@ fn number_text(v: &Option<serde_json::Value>) -> Result<Option<String>, String> 
 }
 
 fn check_label(what: &str, value: &Option<String>, max: usize) -> Result<(), String> {
-    if let Some(v) = value {
-        if v.len() > max || v.chars().any(char::is_control) {
-            return Err(format!(
-                "Invalid request body: {what} must be at most {max} bytes without control characters"
-            ));
-        }
+    if let Some(v) = value
+        && (v.len() > max || v.chars().any(char::is_control))
+    {
+        return Err(format!(
+            "Invalid request body: {what} must be at most {max} bytes without control characters"
+        ));
     }
     Ok(())
 }
@@ -98,12 +98,12 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<Action, String> {
     let number = number_text(&req.number)?.ok_or("Number is required")?;
     let card = req.event.into_card().map_err(|e| e.to_string())?;
     let chat = Jid::parse_recipient(&number).map_err(|e| e.to_string())?;
-    if let Some(d) = req.delay {
-        if d > MAX_DELAY_SECS {
-            return Err(format!(
-                "Invalid request body: delay must be 0 to {MAX_DELAY_SECS} seconds, got {d}"
-            ));
-        }
+    if let Some(d) = req.delay
+        && d > MAX_DELAY_SECS
+    {
+        return Err(format!(
+            "Invalid request body: delay must be 0 to {MAX_DELAY_SECS} seconds, got {d}"
+        ));
     }
     check_label("replyTo", &req.reply_to, MAX_REPLY_TO_LEN)?;
     check_label("source", &req.source, MAX_SOURCE_LEN)?;
@@ -129,10 +129,10 @@ pub fn content_text(card: &EventCard) -> String {
     if let Some(end) = card.end_time() {
         text.push_str(&format!(" – {}", format_unix(end)));
     }
-    if let Some(loc) = card.location() {
-        if let Some(name) = loc.name.as_deref().or(loc.address.as_deref()) {
-            text.push_str(&format!("\n📍 {name}"));
-        }
+    if let Some(loc) = card.location()
+        && let Some(name) = loc.name.as_deref().or(loc.address.as_deref())
+    {
+        text.push_str(&format!("\n📍 {name}"));
     }
     if let Some(link) = card.join_link() {
         text.push_str(&format!("\n🔗 {link}"));

@@ -279,18 +279,18 @@ pub(crate) fn jobs_for(
             last_error: None,
         });
     }
-    if inst.config.zapi_webhook_url.is_some() {
-        if let Some(z) = zapi_payload(name, event) {
-            jobs.push(WebhookJob {
-                id: format!("{ZAPI_PREFIX}{id}"),
-                instance: name.clone(),
-                payload: z.to_string().into_bytes(),
-                attempts: 0,
-                next_attempt_at_ms: now,
-                created_at_ms: now,
-                last_error: None,
-            });
-        }
+    if inst.config.zapi_webhook_url.is_some()
+        && let Some(z) = zapi_payload(name, event)
+    {
+        jobs.push(WebhookJob {
+            id: format!("{ZAPI_PREFIX}{id}"),
+            instance: name.clone(),
+            payload: z.to_string().into_bytes(),
+            attempts: 0,
+            next_attempt_at_ms: now,
+            created_at_ms: now,
+            last_error: None,
+        });
     }
     jobs
 }

@@ -96,7 +96,7 @@ pub(crate) fn aes_cbc_decrypt(
     iv: &[u8; 16],
     ciphertext: &[u8],
 ) -> Result<Vec<u8>, &'static str> {
-    if ciphertext.is_empty() || ciphertext.len() % AES_BLOCK != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(AES_BLOCK) {
         return Err("length is not a non-zero multiple of 16");
     }
     let dec = cbc::Decryptor::<Aes256>::new(key.into(), iv.into());

@@ -148,7 +148,7 @@ pub fn device_list(user: &str, seed: u8) -> DeviceList {
 pub fn group(g: &str, seed: u8) -> GroupMetadata {
     GroupMetadata {
         group: jid(g),
-        addressing_mode: if seed % 2 == 0 {
+        addressing_mode: if seed.is_multiple_of(2) {
             AddressingMode::Lid
         } else {
             AddressingMode::Pn
@@ -188,7 +188,7 @@ pub fn event(chat: &str, id: &str, creator: &str, seed: u8) -> EventRecord {
         chat: jid(chat),
         message_id: id.into(),
         creator: jid(creator),
-        from_me: seed % 2 == 0,
+        from_me: seed.is_multiple_of(2),
         card: vec![seed; 40],
         timestamp_ms: 1_700_000_000_000 + i64::from(seed),
     }
