@@ -12,7 +12,7 @@ use crate::jid::Jid;
 ///
 /// `Debug` hides the QR string (it carries the ADV secret) and the pairing code; read
 /// the fields to show them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
     /// Logged in (`<success>`): the connection is ready for requests.
@@ -78,6 +78,9 @@ pub enum Event {
         /// How many.
         count: usize,
     },
+    /// An event card, RSVP, edit or cancellation arrived (or was sent from another of
+    /// our devices), decrypted and stored.
+    Activity(crate::event::IncomingEvent),
 }
 
 impl fmt::Debug for Event {
@@ -131,6 +134,7 @@ impl fmt::Debug for Event {
                 .debug_struct("PreKeysUploaded")
                 .field("count", count)
                 .finish(),
+            Event::Activity(activity) => f.debug_tuple("Activity").field(activity).finish(),
         }
     }
 }

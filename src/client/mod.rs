@@ -33,12 +33,15 @@ mod config;
 mod connection;
 mod error;
 mod events;
+mod events_api;
 #[doc(hidden)]
 pub mod fuzz_support;
 mod handlers;
 pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
+pub mod receive;
+pub mod send;
 mod socket;
 pub mod stanza;
 
@@ -56,7 +59,10 @@ pub use backoff::BackoffConfig;
 pub use config::{ClientConfig, DEFAULT_ORIGIN, DEFAULT_URL, KeepAliveConfig, QrTiming};
 pub use error::{ClientError, ConnectError, IqError};
 pub use events::{DisconnectReason, Event, Events, LogoutReason};
+pub use events_api::EventError;
 pub use handlers::PAIR_CODE_VALIDITY;
+pub use receive::{IncomingMessage, MessageInfo};
+pub use send::{OutgoingMessage, SendError, SendReceipt};
 
 use crate::binary::{Node, marshal};
 use crate::jid::Jid;

@@ -14,6 +14,7 @@
 //! Everything here is pure computation: no I/O, no clock (callers pass times and a
 //! random number generator).
 
+mod api;
 mod card;
 mod edit;
 mod key;
@@ -21,6 +22,7 @@ mod request;
 mod rsvp;
 pub mod secret;
 
+pub use api::{IncomingEvent, SendOptions};
 pub use card::{
     CALL_LINK_HOST, CallType, EventCard, EventCardBuilder, EventCardError, EventLocation,
     MAX_EVENT_TIME, MAX_JOIN_LINK_LEN, format_unix, unwrap_message,

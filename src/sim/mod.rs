@@ -35,6 +35,7 @@ pub mod config;
 mod error;
 #[doc(hidden)]
 pub mod fuzz_support;
+pub mod groups;
 pub mod handshake;
 pub mod pair_code;
 pub mod pairing;
@@ -47,5 +48,6 @@ pub mod world;
 
 pub use config::{QrSchedule, SimConfig};
 pub use error::SimError;
+pub use groups::{DeviceView, GroupAddressing, GroupSpec};
 pub use server::{SimPhone, SimServer};
 pub use world::{DeviceRegistration, SignedPreKeyPublic, SimDeviceInfo};
