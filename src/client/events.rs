@@ -80,7 +80,7 @@ pub enum Event {
     },
     /// An event card, RSVP, edit or cancellation arrived (or was sent from another of
     /// our devices), decrypted and stored.
-    Activity(crate::event::IncomingEvent),
+    Activity(Box<crate::event::IncomingEvent>),
 }
 
 impl fmt::Debug for Event {
