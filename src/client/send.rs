@@ -73,9 +73,19 @@ impl Client {
         Err(SendError::Failed("group send not implemented yet".into()))
     }
 
-    /// Answers a server `receipt type="retry"` for one of our messages (skeleton).
+    /// Answers a server `receipt type="retry"` for one of our messages: re-encrypts
+    /// for that one device (bounded retries). Called by the stanza handler, which acks
+    /// the receipt afterwards.
     #[allow(dead_code)]
     pub(crate) async fn handle_retry_receipt(&self, receipt: &Node) {
         let _ = receipt;
+    }
+
+    /// Applies a `notification` of type `devices` or `w:gp2` to the device-list and
+    /// group caches (and rotates our sender key of a group when a member left).
+    /// Called by the stanza handler, which acks the notification afterwards.
+    #[allow(dead_code)]
+    pub(crate) async fn handle_fanout_notification(&self, notification: &Node) {
+        let _ = notification;
     }
 }
