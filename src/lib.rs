@@ -27,5 +27,8 @@ pub mod sim;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 
+#[cfg(feature = "sim")]
+pub mod demo;
+
 #[doc(hidden)]
 pub mod fuzz_targets;
