@@ -542,3 +542,132 @@ async fn demo_reaches_a_correct_tally() {
     assert_eq!(code, 2);
     assert!(err.contains("expected K or A-B"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_config_logs_each_paired_instance_in_with_its_own_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let phone = sim.create_account("15550108002");
+    let paired_store = dir.path().join("main.db");
+    let device = pair(&paired_store, &sim, &phone).await;
+    let group = sim
+        .create_group(GroupSpec {
+            subject: "serve --config".into(),
+            accounts: vec![phone.pn()],
+            simulated_members: 2,
+            devices_per_member: 1..=2,
+            addressing: GroupAddressing::Lid,
+        })
+        .unwrap();
+    let members: Vec<Jid> = sim
+        .group_members(&group)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to_non_ad() != phone.lid() && m.to_non_ad() != phone.pn())
+        .collect();
+    let expected_devices = demo::member_devices(&sim, &members, &device).len();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n\n[[instances]]\nname = \"main\"\n\
+             token = \"main-instance-token-0123456789\"\nstore = \"main.db\"\n\n\
+             [[instances]]\nname = \"spare\"\ntoken = \"spare-instance-token-0123456789\"\n\
+             store = \"spare.db\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = waevent(&paired_store, &sim);
+    let mut child = cmd
+        .args(["serve", "--log-level", "info", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let base = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines();
+        let base = loop {
+            let line = lines.next().expect("serve prints its address").unwrap();
+            if let Some(rest) = line.strip_prefix("waevent: gateway listening on ") {
+                break rest.trim().to_string();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        base
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let body = json!({"number": group.to_string(), "name": "From serve --config",
+                      "startAt": "2026-12-01T15:00:00Z"})
+    .to_string();
+    // The paired instance logs in on its own; retry while it connects.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let sent: Value = loop {
+        let r = http
+            .post(format!("{base}/api/message/event/main"))
+            .header("token", "main-instance-token-0123456789")
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if status == 200 {
+            break v;
+        }
+        assert_eq!(status, 503, "{v}");
+        assert!(tokio::time::Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let id = sent["data"]["messageId"].as_str().unwrap();
+    let d = demo::wait_for_delivery(
+        &sim,
+        &group,
+        id,
+        &device,
+        None,
+        expected_devices,
+        WAIT,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.decrypted, expected_devices, "{:?}", d.failed);
+    assert_eq!(d.sample.unwrap().name(), "From serve --config");
+    // The unpaired instance has no client: 503.
+    let r = http
+        .post(format!("{base}/api/message/event/spare"))
+        .header("token", "spare-instance-token-0123456789")
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let health: Value = http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status": "ok", "instances": 2, "connected": 1})
+    );
+    let pid = child.id().to_string();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status}");
+    sim.shutdown().await;
+}

@@ -431,3 +431,29 @@ fn print_tally(out: Output, tally: &EventTally, expected: &ExpectedTally) {
         mark(tally.maybe, expected.maybe)
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_counts_are_one_to_four() {
+        assert_eq!(parse_devices("1-3"), Ok(1..=3));
+        assert_eq!(parse_devices("2"), Ok(2..=2));
+        assert_eq!(parse_devices(" 4 - 4 "), Ok(4..=4));
+        for bad in ["0", "5", "3-2", "1-5", "x", "", "1-", "-1"] {
+            assert!(parse_devices(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_demo_card_is_valid_and_described() {
+        let card = demo_card().unwrap();
+        assert!(card.end_time().unwrap() > card.start_time());
+        let text = describe(&card);
+        assert!(
+            text.contains("Room 4") && text.contains("15 min before"),
+            "{text}"
+        );
+    }
+}

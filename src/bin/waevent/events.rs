@@ -591,3 +591,58 @@ fn print_tally(out: Output, chat: &Jid, event_id: &str, tally: &EventTally) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_flags_use_the_gateway_rules_and_texts() {
+        let args = CardArgs {
+            name: Some("Team sync".into()),
+            start: Some("2026-12-01T15:00:00-03:00".into()),
+            end: Some("1796151600".into()),
+            location: Some("Room 4".into()),
+            reminder: Some(600),
+            extra_guests: true,
+            ..Default::default()
+        };
+        let card = args.card().unwrap();
+        assert_eq!(card.start_time(), 1_796_148_000);
+        assert_eq!(card.end_time(), Some(1_796_151_600));
+        assert_eq!(card.reminder_offset_secs(), Some(600));
+        assert!(card.extra_guests_allowed());
+        let no_name = CardArgs {
+            start: Some("2026-12-01T15:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(no_name.card().unwrap_err(), "Name is required");
+        let no_start = CardArgs {
+            name: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(no_start.card().unwrap_err(), "startAt is required");
+        let bad_call = CardArgs {
+            name: Some("x".into()),
+            start: Some("2026-12-01T15:00:00Z".into()),
+            call: Some("fax".into()),
+            ..Default::default()
+        };
+        assert!(bad_call.card().is_err());
+    }
+
+    #[test]
+    fn chats_and_answers_are_checked_before_connecting() {
+        assert_eq!(
+            parse_chat("120363019502650977-group").unwrap().to_string(),
+            "120363019502650977@g.us"
+        );
+        assert!(
+            parse_chat("12ab")
+                .unwrap_err()
+                .starts_with("--to: Invalid phone number format")
+        );
+        assert_eq!(parse_response("not-going"), Ok(RsvpResponse::NotGoing));
+        assert!(parse_response("yes").is_err());
+    }
+}
