@@ -569,12 +569,10 @@ async fn serve_config_logs_each_paired_instance_in_with_its_own_store() {
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\n\n[[instances]]\nname = \"main\"\n\
+        "listen = \"127.0.0.1:0\"\n\n[[instances]]\nname = \"main\"\n\
              token = \"main-instance-token-0123456789\"\nstore = \"main.db\"\n\n\
              [[instances]]\nname = \"spare\"\ntoken = \"spare-instance-token-0123456789\"\n\
-             store = \"spare.db\"\n"
-        ),
+             store = \"spare.db\"\n",
     )
     .unwrap();
     let mut cmd = waevent(&paired_store, &sim);
