@@ -29,6 +29,8 @@
 //! failure, stream errors, acks), [`backoff`].
 
 pub mod backoff;
+pub mod call_link;
+pub mod chat_state;
 mod config;
 mod connection;
 mod error;
@@ -59,7 +61,7 @@ pub use backoff::BackoffConfig;
 pub use config::{ClientConfig, DEFAULT_ORIGIN, DEFAULT_URL, KeepAliveConfig, QrTiming};
 pub use error::{ClientError, ConnectError, IqError};
 pub use events::{DisconnectReason, Event, Events, LogoutReason};
-pub use events_api::EventError;
+pub use events_api::{EventError, MAX_TYPING_DELAY};
 pub use handlers::PAIR_CODE_VALIDITY;
 pub use receive::{IncomingMessage, MessageInfo};
 pub use send::{OutgoingMessage, SendError, SendReceipt};
