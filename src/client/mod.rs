@@ -36,16 +36,22 @@ mod connection;
 mod error;
 mod events;
 mod events_api;
+pub mod fanout_notifications;
 #[doc(hidden)]
 pub mod fuzz_support;
+pub mod group_info;
 mod handlers;
+pub mod key_bundles;
 pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
 pub mod receive;
+pub mod retry_receipt;
 pub mod send;
 mod socket;
 pub mod stanza;
+pub mod usync;
+mod wire_read;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +71,7 @@ pub use events_api::{EventError, MAX_TYPING_DELAY};
 pub use handlers::PAIR_CODE_VALIDITY;
 pub use receive::{IncomingMessage, MessageInfo};
 pub use send::{OutgoingMessage, SendError, SendReceipt};
+pub use wire_read::Malformed;
 
 use crate::binary::{Node, marshal};
 use crate::jid::Jid;
