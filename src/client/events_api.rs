@@ -34,6 +34,59 @@
 //! of the card (without quote); [`EventRecord::creator`] the creator in the namespace
 //! the card was sent in (for our own cards: our LID in LID-addressed groups and LID
 //! chats, our phone number otherwise).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use waevent::client::{Client, ConnectionState, Event};
+//! use waevent::event::{CallType, EventCard, EventLocation, IncomingEvent, SendOptions};
+//! use waevent::jid::Jid;
+//! use waevent::store::SqliteStore;
+//!
+//! async fn team_sync() -> Result<(), Box<dyn std::error::Error>> {
+//!     // A store paired with `waevent pair`.
+//!     let store = Arc::new(SqliteStore::open("waevent.db").await?);
+//!     let (client, mut events) = Client::new(store, Default::default());
+//!     client.connect().await?;
+//!     client
+//!         .wait_for_state(ConnectionState::LoggedIn, Duration::from_secs(30))
+//!         .await?;
+//!
+//!     let group: Jid = "120363019502650977@g.us".parse()?;
+//!     let card = EventCard::builder()
+//!         .name("Team sync")
+//!         .start_at("2026-12-01T15:00:00-03:00")
+//!         .location(EventLocation::named("Room 4"))
+//!         .call_type(Some(CallType::Video)) // the server creates the call link
+//!         .build()?;
+//!     let options = SendOptions {
+//!         typing_delay: Some(Duration::from_secs(2)), // "typing…" first
+//!         ..Default::default()
+//!     };
+//!     let event_id = client.send_event(&group, &card, &options).await?.message_id;
+//!
+//!     // Members' answers arrive decrypted and stored.
+//!     while let Some(event) = events.recv().await {
+//!         if let Event::Activity(activity) = event
+//!             && let IncomingEvent::Rsvp { event_id: id, voter, response, .. } = *activity
+//!             && id == event_id
+//!         {
+//!             println!("{voter}: {}", response.as_str());
+//!             let tally = client.event_tally(&event_id).await?;
+//!             if tally.going >= 10 {
+//!                 break;
+//!             }
+//!         }
+//!     }
+//!     // Only the creator may edit or cancel; a canceled event cannot be edited again.
+//!     client.cancel_event(&group, &event_id, &SendOptions::default()).await?;
+//!     client.disconnect().await;
+//!     Ok(())
+//! }
+//! ```
 
 use std::time::Duration;
 
@@ -129,16 +182,10 @@ struct ReplyTarget {
     context: Option<e2e::ContextInfo>,
 }
 
-/// A fresh WhatsApp-style message id: `3EB0` and 18 upper-case hex digits (the form
-/// WhatsApp Web, whatsmeow and Baileys use).
-pub(crate) fn new_message_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 9];
-    OsRng.fill_bytes(&mut bytes);
-    let mut id = String::with_capacity(22);
-    id.push_str("3EB0");
-    id.push_str(&hex::encode_upper(bytes));
-    id
+/// A fresh WhatsApp-style message id (`3EB0` + 18 upper-case hex digits, derived
+/// like WhatsApp Web's from the time, our phone number and random bytes).
+fn new_message_id(own: &OwnIds) -> String {
+    crate::messaging::generate_message_id(now_ms() / 1000, Some(&own.pn), &mut OsRng)
 }
 
 fn check_message_id(what: &str, id: &str) -> Result<(), EventError> {
@@ -247,7 +294,7 @@ impl Client {
         if let Some(ev) = message.event_message.as_deref_mut() {
             ev.context_info = target.context.map(Box::new);
         }
-        let id = new_message_id();
+        let id = new_message_id(&own);
         let creator = self.own_identity_in(&target.chat, &own).await?;
         let created_at_ms = now_ms();
         let batch = StoreBatch {
@@ -338,7 +385,7 @@ impl Client {
                 &event.chat,
                 OutgoingMessage {
                     message,
-                    id: Some(new_message_id()),
+                    id: Some(new_message_id(&own)),
                     batch,
                 },
             )
@@ -697,7 +744,7 @@ impl Client {
                 &event.chat,
                 OutgoingMessage {
                     message,
-                    id: Some(new_message_id()),
+                    id: Some(new_message_id(&own)),
                     batch,
                 },
             )
@@ -1085,14 +1132,18 @@ mod tests {
 
     #[test]
     fn message_ids_look_like_whatsapps() {
-        let a = new_message_id();
+        let own = OwnIds {
+            pn: Jid::pn_user("5511999990000"),
+            lid: None,
+        };
+        let a = new_message_id(&own);
         assert_eq!(a.len(), 22);
         assert!(a.starts_with("3EB0"));
         assert!(
             a.bytes()
                 .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
         );
-        assert_ne!(a, new_message_id());
+        assert_ne!(a, new_message_id(&own));
     }
 
     #[tokio::test]
