@@ -48,6 +48,8 @@ pub mod prekeys;
 pub mod receive;
 pub mod retry_receipt;
 pub mod send;
+mod send_maintenance;
+mod send_resolve;
 mod socket;
 pub mod stanza;
 pub mod usync;
@@ -184,6 +186,8 @@ pub(crate) struct Inner {
     id_prefix: String,
     id_counter: AtomicU64,
     session_counter: AtomicU64,
+    /// The send pipeline's per-group fan-out states and Signal-state lock.
+    pub(crate) send: send::SendState,
 }
 
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it (every
@@ -217,6 +221,7 @@ impl Client {
             id_prefix: format!("{}.{}-", prefix[0], prefix[1]),
             id_counter: AtomicU64::new(1),
             session_counter: AtomicU64::new(0),
+            send: send::SendState::default(),
         };
         (
             Client {

@@ -1066,3 +1066,7 @@ fn check_addressing(device: &Jid, mode: AddressingMode) -> Result<(), FanoutErro
         })
     }
 }
+
+#[cfg(test)]
+#[path = "fanout_tests.rs"]
+mod tests;
