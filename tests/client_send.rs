@@ -693,3 +693,54 @@ async fn one_to_one_card_reaches_every_device_of_the_peer() {
     }
     s.client.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_message_for_changed_members_is_prepared_again_with_the_same_id() {
+    let mut s = setup(4, true).await;
+    let me = own_lid(&s.client).await;
+    let (_, out) = card("Warm-up");
+    s.client.send_message(&s.group, out).await.unwrap();
+
+    s.store.armed.store(true, Ordering::SeqCst);
+    let (card2, out) = card("Crash");
+    assert!(s.client.send_message(&s.group, out).await.is_err());
+    let id = s.store.pending_sent_messages(10).await.unwrap()[0]
+        .sent
+        .message_id
+        .clone();
+    // While the message waits, someone joins: its stored phash is now stale.
+    let other = s
+        .sim
+        .create_group(GroupSpec {
+            subject: "Other".into(),
+            accounts: vec![s.phone.pn()],
+            simulated_members: 1,
+            devices_per_member: 1..=1,
+            addressing: GroupAddressing::Lid,
+        })
+        .unwrap();
+    let newcomer = s
+        .sim
+        .group_members(&other)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user != me.user)
+        .unwrap();
+    s.sim.add_member(&s.group, &newcomer).unwrap();
+
+    s.client.disconnect().await;
+    s.client.connect().await.unwrap();
+    wait_for(&mut s.events, "login", |e| matches!(e, Event::Connected)).await;
+    let devices = recipients(&s, &me);
+    let v = views(&s.sim, &s.group, &id, devices.len()).await;
+    assert_everyone_read(&v, &devices, &card2);
+    assert!(v.iter().any(|v| v.device.user == newcomer.user));
+    for _ in 0..100 {
+        if s.store.pending_sent_messages(10).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(s.store.pending_sent_messages(10).await.unwrap().is_empty());
+    s.client.disconnect().await;
+}
