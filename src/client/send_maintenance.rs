@@ -348,10 +348,29 @@ impl Client {
                 }
             };
             if let Some(code) = ack.error {
-                tracing::warn!(%id, code, "the server refused a resent message");
                 if ack.phash.is_some() && m.sent.chat.is_group() {
+                    // The members changed while the message waited: encrypt the stored
+                    // content again for the current members, same id (new sender-key
+                    // iteration and ratchet steps: no key is used twice).
+                    tracing::info!(%id, code, "members changed since the message was prepared; preparing it again");
                     self.invalidate_group(&m.sent.chat).await?;
+                    let message = e2e::Message::decode(m.sent.message.as_slice()).map_err(|e| {
+                        SendError::Prepare(format!("stored message {id} does not decode: {e}"))
+                    })?;
+                    let again = super::send::OutgoingMessage {
+                        message,
+                        id: Some(id.clone()),
+                        batch: StoreBatch::default(),
+                    };
+                    match self.send_message(&m.sent.chat, again).await {
+                        Ok(_) => acked += 1,
+                        Err(e) => {
+                            tracing::warn!(%id, error = %e, "the prepared-again message failed")
+                        }
+                    }
+                    continue;
                 }
+                tracing::warn!(%id, code, "the server refused a resent message");
             } else {
                 acked += 1;
             }
