@@ -677,6 +677,13 @@ impl SimServer {
         self.with_world(|w| w.member_send_card(group, member, card, &mut OsRng))
     }
 
+    /// Makes `group` an established group among its simulated members (see
+    /// [`World::share_member_sender_keys`]): their later group messages carry SKDMs
+    /// only for devices that are not simulated. Returns how many keys were handed over.
+    pub fn share_member_sender_keys(&self, group: &Jid) -> Result<usize, SimError> {
+        self.with_world(|w| w.share_member_sender_keys(group, &mut OsRng))
+    }
+
     /// Adds `member` (an existing account) to `group` (a `w:gp2` add notification goes
     /// to every member device).
     pub fn add_member(&self, group: &Jid, member: &Jid) -> Result<(), SimError> {

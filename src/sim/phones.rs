@@ -851,6 +851,58 @@ impl World {
         Ok(id)
     }
 
+    /// Makes `group` an established group among its simulated members: every simulated
+    /// member's primary phone hands its sender key to every other simulated device of
+    /// the group directly, as if their SKDMs had been exchanged long ago. A member's
+    /// next group message then carries pairwise SKDMs only for the devices that are not
+    /// simulated (the client under test), instead of a session build with every device
+    /// of the group (O(members × devices) X3DH, minutes for a 256-member demo group).
+    /// Returns how many sender keys were handed over. Refuses an unknown group.
+    pub fn share_member_sender_keys<R: RngCore + CryptoRng>(
+        &mut self,
+        group: &Jid,
+        rng: &mut R,
+    ) -> Result<usize, SimError> {
+        let g = self
+            .group(group)
+            .cloned()
+            .ok_or_else(|| SimError::UnknownGroup(group.to_string()))?;
+        let simulated: Vec<Peer> = self
+            .group_devices(&g)
+            .iter()
+            .filter_map(|d| {
+                let account = self.account_key(d)?;
+                self.simulated_keys(&account, d.device)?;
+                Some((account, d.device))
+            })
+            .collect();
+        let mut handed = 0usize;
+        for sender in simulated.iter().filter(|(_, device)| *device == 0) {
+            let mut state = self.phones.remove(sender).unwrap_or_default();
+            let own_key = state.own_sender_keys.entry(g.jid.user.clone()).or_default();
+            let skdm = match group::create_distribution_message(own_key, rng) {
+                Ok((skdm, _)) => skdm,
+                Err(e) => {
+                    self.phones.insert(sender.clone(), state);
+                    return Err(SimError::Member(signal_error("sender key", e)));
+                }
+            };
+            let holders = state.key_holders.entry(g.jid.user.clone()).or_default();
+            for target in simulated.iter().filter(|t| *t != sender) {
+                let target_state = self.phones.entry(target.clone()).or_default();
+                let record = target_state
+                    .sender_keys
+                    .entry((g.jid.user.clone(), sender.clone()))
+                    .or_default();
+                group::process_distribution_message(record, &skdm);
+                holders.insert(target.clone());
+                handed += 1;
+            }
+            self.phones.insert(sender.clone(), state);
+        }
+        Ok(handed)
+    }
+
     /// Takes the phone state of a simulated member's primary phone out of the world.
     fn primary_phone(
         &mut self,
