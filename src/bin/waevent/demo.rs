@@ -140,6 +140,10 @@ async fn run_in(
             addressing: GroupAddressing::Lid,
         })
         .map_err(|e| format!("cannot create the group: {e}"))?;
+    // An established group: members already hold each other's sender keys, so their
+    // answers carry SKDMs only for the new device (this client).
+    sim.share_member_sender_keys(&group)
+        .map_err(|e| format!("simulator: {e}"))?;
     let members: Vec<Jid> = sim
         .group_members(&group)
         .map_err(|e| format!("simulator: {e}"))?

@@ -211,6 +211,8 @@ async fn run_sim(args: ServeArgs, opts: &SessionOpts) -> Result<(), String> {
                 addressing: GroupAddressing::Lid,
             })
             .map_err(|e| format!("simulator: cannot create the demo group: {e}"))?;
+        sim.share_member_sender_keys(&group)
+            .map_err(|e| format!("simulator: {e}"))?;
         let members: Vec<Jid> = sim
             .group_members(&group)
             .map_err(|e| format!("simulator: {e}"))?
