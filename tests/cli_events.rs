@@ -446,7 +446,7 @@ async fn serve_sim_answers_the_readme_requests_and_members_rsvp() {
         .post(format!("{base}/api/message/event/{name}"))
         .header("token", token)
         .header("Content-Type", "application/json")
-        .header("Idempotency-Key", "sync-2026-12-01")
+        .header("Idempotency-Key", "sync-2026-12-01-first")
         .body(
             json!({"number": group, "name": "Team sync", "startAt": "2026-12-01T15:00:00-03:00",
                    "endAt": "2026-12-01T16:00:00-03:00", "hasReminder": true, "reminderOffsetSec": 900})
@@ -476,7 +476,11 @@ async fn serve_sim_answers_the_readme_requests_and_members_rsvp() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // The demo members answer both cards: 3 members × 2 cards, signed.
+    // The README's curl examples themselves, with the variables serve --sim prints.
+    let readme_calls =
+        run_readme_curl_examples(&base, name, token, client_token, group, &zapi_id).await;
+
+    // The demo members answer both cards: 3 members × every card, signed.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let n = hits
@@ -485,7 +489,7 @@ async fn serve_sim_answers_the_readme_requests_and_members_rsvp() {
             .iter()
             .filter(|(_, b)| serde_json::from_slice::<Value>(b).unwrap()["type"] == "event.rsvp")
             .count();
-        if n >= 6 {
+        if n >= 3 * (2 + readme_calls) {
             break;
         }
         assert!(
@@ -668,4 +672,52 @@ async fn serve_config_logs_each_paired_instance_in_with_its_own_store() {
     .unwrap();
     assert!(status.success(), "{status}");
     sim.shutdown().await;
+}
+
+/// Runs the README's gateway curl block (everything but the websocat line) with bash,
+/// the variables `waevent serve --sim` exports and a real event id; returns how many
+/// event cards it sent (0 when curl is not installed).
+async fn run_readme_curl_examples(
+    base: &str,
+    instance: &str,
+    token: &str,
+    client_token: &str,
+    group: &str,
+    event_id: &str,
+) -> usize {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl is not installed: the README's curl block is not run");
+        return 0;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```sh\n# Z-API: token in the path")
+        .expect("the README's gateway curl block");
+    let block = &readme[start + "```sh\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let script: String = block
+        .lines()
+        .filter(|l| !l.starts_with("websocat"))
+        .map(|l| format!("{}\n", l.replace("\"3EB0…\"", "\"'$EVENT_ID'\"")))
+        .collect();
+    assert!(
+        script.contains("'$EVENT_ID'"),
+        "the answer example names an event"
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-e", "-c", &script])
+        .env("WAEVENT", base)
+        .env("INSTANCE", instance)
+        .env("TOKEN", token)
+        .env("CLIENT_TOKEN", client_token)
+        .env("GROUP", group)
+        .env("EVENT_ID", event_id);
+    let (code, out, err) = run(cmd).await;
+    assert_eq!(code, 0, "README curl block failed: {err}");
+    // Z-API send, Z-API answer, RyzeAPI send.
+    assert_eq!(out.matches("\"zaapId\"").count(), 2, "{out}");
+    assert_eq!(out.matches("\"success\":true").count(), 1, "{out}");
+    assert!(!out.contains("\"error\""), "{out}");
+    2
 }

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// With --sim: simulated members in each demo group.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub members: usize,
+    /// With --sim: members do not answer the cards (e.g. to load-test sends alone).
+    #[arg(long)]
+    pub no_answers: bool,
     /// With --sim and no --config: where incoming events are POSTed (signed with a
     /// secret printed at start).
     #[arg(long, value_name = "URL")]
@@ -223,15 +226,19 @@ async fn run_sim(args: ServeArgs, opts: &SessionOpts) -> Result<(), String> {
         clients.push(paired.client.clone());
         let client_backend: Arc<dyn EventBackend> =
             Arc::new(ClientBackend::spawn(paired.client, paired.events));
-        let backend = waevent::demo::RespondingGroupBackend::new(
-            client_backend,
-            sim.clone(),
-            group.clone(),
-            members,
-            phone.pn(),
-            Duration::from_secs(3),
-        );
-        backends.insert(inst.name.clone(), Arc::new(backend));
+        let backend: Arc<dyn EventBackend> = if args.no_answers {
+            client_backend
+        } else {
+            Arc::new(waevent::demo::RespondingGroupBackend::new(
+                client_backend,
+                sim.clone(),
+                group.clone(),
+                members,
+                phone.pn(),
+                Duration::from_secs(3),
+            ))
+        };
+        backends.insert(inst.name.clone(), backend);
         stores.insert(inst.name.clone(), store);
         ready.push(SimInstance {
             config: inst.clone(),
