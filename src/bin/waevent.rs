@@ -8,8 +8,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use waevent::wire::{self, MAX_INPUT_LEN, WireError};
 
+#[cfg(feature = "sim")]
+#[path = "waevent/demo.rs"]
+mod demo;
+#[path = "waevent/events.rs"]
+mod events;
 #[path = "waevent/pair.rs"]
 mod pair;
+#[cfg(feature = "gateway")]
+#[path = "waevent/serve.rs"]
+mod serve;
 #[path = "waevent/session.rs"]
 mod session;
 
@@ -31,25 +39,31 @@ enum Command {
     /// Link this machine as a WhatsApp device: shows a QR code to scan with the phone
     /// (or, with --phone, a code to type on it), then stores the session (--store).
     Pair(pair::PairArgs),
-    /// Run the HTTP gateway (Z-API and RyzeAPI compatible routes, signed webhooks,
-    /// WebSocket event stream) configured by a TOML file; see examples/gateway.toml.
+    /// Send an event card to a group or user.
+    SendEvent(events::SendEventArgs),
+    /// Answer an event (an encrypted RSVP).
+    Respond(events::RespondArgs),
+    /// Replace an event you created by a new card (fields left out are removed).
+    EditEvent(events::EditEventArgs),
+    /// Cancel an event you created.
+    CancelEvent(events::CancelEventArgs),
+    /// Print incoming event cards, RSVPs, edits and cancellations (with --json: one
+    /// JSON object per line, {"type","data"} as the gateway's webhooks).
     #[cfg(feature = "gateway")]
-    Serve(ServeArgs),
-}
-
-/// Arguments of `waevent serve`.
-#[cfg(feature = "gateway")]
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// The gateway's TOML configuration.
-    #[arg(long, short, value_name = "FILE")]
-    config: std::path::PathBuf,
-    /// Listen on this address instead of the config's `listen`.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<std::net::SocketAddr>,
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    log_level: tracing::Level,
+    Listen(events::ListenArgs),
+    /// The latest answer of every voter of an event and the totals.
+    Tally(events::TallyArgs),
+    /// Run the HTTP gateway (Z-API and RyzeAPI compatible routes, signed webhooks,
+    /// WebSocket event stream) configured by a TOML file (see examples/gateway.toml),
+    /// or with --sim against an in-process simulator.
+    #[cfg(feature = "gateway")]
+    Serve(serve::ServeArgs),
+    /// Show the whole thing without a WhatsApp account: an in-process simulator, a
+    /// device paired by QR, a group of simulated members, an event card, random RSVPs
+    /// and the tally. Exits 0 only if every device decrypted the card and the tally
+    /// matches what the members sent.
+    #[cfg(feature = "sim")]
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -102,51 +116,6 @@ fn run_wire(cmd: WireCommand) -> Result<String, String> {
         }
     };
     out.map_err(|e| e.to_string())
-}
-
-/// Runs the gateway until Ctrl-C (or SIGTERM). Every instance gets its store from
-/// the config; until the WhatsApp client is linked, instances report "not connected".
-#[cfg(feature = "gateway")]
-fn run_serve(args: ServeArgs) -> Result<String, String> {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-    use waevent::gateway::{DisconnectedBackend, EventBackend, Gateway, GatewayConfig};
-
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let mut config = GatewayConfig::load(&args.config).map_err(|e| e.to_string())?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(async move {
-        let mut backends: HashMap<String, Arc<dyn EventBackend>> = HashMap::new();
-        for inst in &config.instances {
-            tracing::warn!(instance = %inst.name, "no WhatsApp client linked: sends answer 503");
-            backends.insert(inst.name.clone(), Arc::new(DisconnectedBackend::new()));
-        }
-        let running = Gateway::open(config, backends)
-            .await
-            .map_err(|e| e.to_string())?
-            .bind()
-            .await
-            .map_err(|e| e.to_string())?;
-        eprintln!(
-            "waevent: gateway listening on http://{}",
-            running.local_addr()
-        );
-        running
-            .run_until(shutdown_signal())
-            .await
-            .map_err(|e| format!("gateway stopped: {e}"))?;
-        Ok("gateway stopped".to_string())
-    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -211,8 +180,56 @@ fn main() -> ExitCode {
             let opts = cli.session.clone();
             return run_online(&cli.session, async move { pair::run(args, &opts).await });
         }
+        Command::SendEvent(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move {
+                events::send_event(args, &opts).await
+            });
+        }
+        Command::Respond(args) => {
+            let opts = cli.session.clone();
+            return run_online(
+                &cli.session,
+                async move { events::respond(args, &opts).await },
+            );
+        }
+        Command::EditEvent(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move {
+                events::edit_event(args, &opts).await
+            });
+        }
+        Command::CancelEvent(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move {
+                events::cancel_event(args, &opts).await
+            });
+        }
         #[cfg(feature = "gateway")]
-        Command::Serve(args) => run_serve(args),
+        Command::Listen(args) => {
+            let opts = cli.session.clone();
+            return run_online(
+                &cli.session,
+                async move { events::listen(args, &opts).await },
+            );
+        }
+        Command::Tally(args) => {
+            let opts = cli.session.clone();
+            return run_online(
+                &cli.session,
+                async move { events::tally(args, &opts).await },
+            );
+        }
+        #[cfg(feature = "gateway")]
+        Command::Serve(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move { serve::run(args, &opts).await });
+        }
+        #[cfg(feature = "sim")]
+        Command::Demo(args) => {
+            let opts = cli.session.clone();
+            return run_online(&cli.session, async move { demo::run(args, &opts).await });
+        }
     };
     match result {
         Ok(out) => {

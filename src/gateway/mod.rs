@@ -64,6 +64,7 @@
 
 mod action;
 pub mod backend;
+pub mod client_backend;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz_support;
@@ -92,6 +93,7 @@ use tokio::task::JoinHandle;
 pub use backend::{
     BackendError, DisconnectedBackend, EventBackend, IncomingEvent, SendOptions, SentMessage,
 };
+pub use client_backend::ClientBackend;
 pub use config::{ConfigError, GatewayConfig, InstanceConfig, Secret, WebhookSettings};
 
 use crate::store::Store;

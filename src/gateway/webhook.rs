@@ -101,8 +101,9 @@ pub fn zapi_phone(jid: &Jid) -> String {
     }
 }
 
-/// The `data` object of the gateway's own webhook shape.
-fn event_data(event: &IncomingEvent) -> Value {
+/// The `data` object of the gateway's own webhook shape (also what `waevent listen`
+/// prints).
+pub fn event_data(event: &IncomingEvent) -> Value {
     match event {
         IncomingEvent::EventCard {
             chat,

@@ -77,6 +77,16 @@ pub enum SimError {
     /// Another pairing is already running on that connection.
     #[error("a pairing is already in progress on this connection")]
     PairingInProgress,
+    /// No group has this JID.
+    #[error("simulator has no group {0}")]
+    UnknownGroup(String),
+    /// A group operation was refused (bad spec, not a member, …).
+    #[error("group operation refused: {0}")]
+    BadGroup(String),
+    /// A simulated member could not do what was asked (no keys, event never received,
+    /// the server refused its message, …).
+    #[error("simulated member: {0}")]
+    Member(String),
     /// The simulator has been shut down.
     #[error("simulator is shut down")]
     Shutdown,

@@ -39,11 +39,14 @@ pub mod groups;
 pub mod handshake;
 pub mod pair_code;
 pub mod pairing;
+pub mod phones;
 pub mod prekeys;
 pub mod qr;
+pub mod routing;
 pub mod server;
 pub mod session;
 pub mod stanza;
+pub mod usync;
 pub mod world;
 
 pub use config::{QrSchedule, SimConfig};

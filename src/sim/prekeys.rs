@@ -269,6 +269,9 @@ impl World {
     fn fetch_one(&mut self, jid: &Jid) -> Node {
         let threshold = self.config.low_prekey_threshold;
         let owner = self.account_key(jid).map(|a| (a, jid.device));
+        if let Some((account, device)) = &owner {
+            self.refill_simulated_prekeys(account, *device);
+        }
         let found = owner.as_ref().and_then(|(account, device)| {
             let d = self
                 .device_record(account, *device)

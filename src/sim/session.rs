@@ -207,13 +207,29 @@ impl World {
         match node.tag.as_str() {
             "iq" => self.on_iq(conn, logged_in, &node),
             "ack" => self.on_ack(conn, &node),
-            "receipt" | "call" => self.ack_stanza(conn, &node, None),
-            "message" => {
-                // Message routing arrives with groups (issue 5); refuse instead of
-                // pretending to deliver.
-                tracing::warn!(conn, "sim: message stanzas are not routed yet");
-                self.ack_stanza(conn, &node, Some(501));
+            "receipt" => {
+                self.ack_stanza(conn, &node, None);
+                if let Some((account, device)) = &logged_in {
+                    let origin = super::routing::Origin {
+                        account: account.clone(),
+                        device: *device,
+                        conn: Some(conn),
+                    };
+                    self.route_receipt(&origin, &node);
+                    self.settle();
+                }
             }
+            "call" => self.on_call(conn, &node),
+            "message" => match &logged_in {
+                Some((account, device)) => {
+                    self.on_client_message(conn, account, *device, &node);
+                    self.settle();
+                }
+                None => {
+                    self.protocol_error(conn, "<message> before login");
+                    self.ack_stanza(conn, &node, Some(401));
+                }
+            },
             "presence" | "chatstate" | "ib" => {}
             other => self.protocol_error(conn, format!("unexpected <{other}> stanza ignored")),
         }
@@ -285,11 +301,16 @@ impl World {
                 }
                 self.send(conn, stanza::iq_result(&id));
                 if active {
-                    // The offline backlog starts after <active/>; nothing is queued yet.
-                    self.send(conn, stanza::offline_done(0));
+                    // The offline backlog goes out after <active/>, then its end marker.
+                    let n = self.flush_offline(conn);
+                    self.send(conn, stanza::offline_done(n));
                 }
                 None
             }
+            ("w:g2", _, _, Some((account, _))) => {
+                Some(self.on_group_iq(conn, account, &id, &kind, iq))
+            }
+            ("usync", "get", "usync", Some(_)) => Some(self.on_usync(conn, &id, iq)),
             ("encrypt", _, _, Some((account, device))) => {
                 Some(self.on_encrypt_iq(conn, account, *device, &id, &kind, iq))
             }

@@ -322,6 +322,18 @@ pub struct World {
     next_ticket: Ticket,
     effects: Vec<Effect>,
     protocol_errors: Vec<String>,
+    /// Groups by id (the user part of `<id>@g.us`).
+    pub(crate) groups: BTreeMap<String, super::groups::Group>,
+    /// Stanzas waiting for a real device to log in and send `<active/>`, by (account,
+    /// device).
+    pub(crate) offline: HashMap<(String, u16), VecDeque<Node>>,
+    /// The Signal state and what they saw of every simulated device that received or
+    /// sent something, by (account, device).
+    pub(crate) phones: HashMap<(String, u16), super::phones::PhoneState>,
+    /// Stanzas routed to simulated devices, processed by [`World::settle`].
+    pub(crate) in_world: VecDeque<(String, u16, Node)>,
+    /// Delivery receipts simulated devices owe, grouped per message before they go out.
+    pub(crate) pending_receipts: BTreeMap<super::routing::ReceiptKey, Vec<Jid>>,
 }
 
 /// Current unix time in seconds.
@@ -345,6 +357,11 @@ impl World {
             next_ticket: 1,
             effects: Vec::new(),
             protocol_errors: Vec::new(),
+            groups: BTreeMap::new(),
+            offline: HashMap::new(),
+            phones: HashMap::new(),
+            in_world: VecDeque::new(),
+            pending_receipts: BTreeMap::new(),
         }
     }
 
