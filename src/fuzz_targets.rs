@@ -16,6 +16,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("gateway_request", gateway_request),
     ("sim_stanzas", sim_stanzas),
     ("client_stanzas", client_stanzas),
+    ("message_stanza", message_stanza),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -140,4 +141,11 @@ pub fn sim_stanzas(data: &[u8]) {
 /// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
 pub fn client_stanzas(data: &[u8]) {
     let _ = crate::client::fuzz_support::stanzas(data);
+}
+
+/// Arbitrary bytes as a received `<message>` frame: the envelope parser, then the
+/// decrypt path (pairwise, sender keys, SKDMs, unpadding, `Message` parsing, the store
+/// batch) for a fixed local device on a fresh in-memory store.
+pub fn message_stanza(data: &[u8]) {
+    let _ = crate::client::receive_support::message_stanza(data);
 }

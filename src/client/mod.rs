@@ -19,7 +19,8 @@
 //!
 //! Stanzas the connection layer does not consume (`message`, `receipt`,
 //! `notification`, `call`, …) go, in arrival order, through one queue to a
-//! [`StanzaHandler`]; the default one acks them. The client itself handles the
+//! [`StanzaHandler`]; the default one ([`MessageHandler`]) decrypts messages and acks
+//! everything. The client itself handles the
 //! `encrypt` notifications (pre-key replenishment, identity changes) and the
 //! pairing-code notification before the handler sees anything.
 //!
@@ -33,6 +34,8 @@ pub mod call_link;
 pub mod chat_state;
 mod config;
 mod connection;
+pub mod decrypt;
+pub mod envelope;
 mod error;
 mod events;
 mod events_api;
@@ -46,6 +49,8 @@ pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
 pub mod receive;
+#[doc(hidden)]
+pub mod receive_support;
 pub mod retry_receipt;
 pub mod send;
 mod send_maintenance;
@@ -71,7 +76,7 @@ pub use error::{ClientError, ConnectError, IqError};
 pub use events::{DisconnectReason, Event, Events, LogoutReason};
 pub use events_api::{EventError, MAX_TYPING_DELAY};
 pub use handlers::PAIR_CODE_VALIDITY;
-pub use receive::{IncomingMessage, MessageInfo};
+pub use receive::{IncomingMessage, MessageHandler, MessageInfo, MessageOutcome};
 pub use send::{OutgoingMessage, SendError, SendReceipt};
 pub use wire_read::Malformed;
 
@@ -110,9 +115,9 @@ pub trait StanzaHandler: Send + Sync {
     async fn handle(&self, client: &Client, stanza: Node);
 }
 
-/// The default handler: acks `receipt`, `notification` and `call` stanzas and
-/// `message`s (without a delivery receipt: nothing here decrypts them yet), ignores
-/// the rest.
+/// A minimal handler: acks `receipt`, `notification` and `call` stanzas and
+/// `message`s (without decrypting them or sending a delivery receipt), ignores the
+/// rest. The default is [`MessageHandler`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AckingHandler;
 
@@ -215,7 +220,7 @@ impl Client {
             running: Mutex::new(None),
             stanzas,
             stanza_rx: Mutex::new(Some(stanza_rx)),
-            handler: std::sync::RwLock::new(Arc::new(AckingHandler)),
+            handler: std::sync::RwLock::new(Arc::new(MessageHandler::new())),
             prekey_upload: tokio::sync::Mutex::new(()),
             pair_code: Mutex::new(None),
             id_prefix: format!("{}.{}-", prefix[0], prefix[1]),
