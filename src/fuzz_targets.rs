@@ -16,6 +16,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("gateway_request", gateway_request),
     ("sim_stanzas", sim_stanzas),
     ("client_stanzas", client_stanzas),
+    ("send_answers", send_answers),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -140,4 +141,10 @@ pub fn sim_stanzas(data: &[u8]) {
 /// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
 pub fn client_stanzas(data: &[u8]) {
     let _ = crate::client::fuzz_support::stanzas(data);
+}
+
+/// Every parser of the send pipeline (group info, usync, key bundles, fan-out
+/// notifications, retry receipts, message acks) on one arbitrary frame payload.
+pub fn send_answers(data: &[u8]) {
+    let _ = crate::client::send_fuzz::send_answers(data);
 }

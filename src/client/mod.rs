@@ -46,6 +46,8 @@ pub mod prekeys;
 pub mod receive;
 pub mod retry_receipt;
 pub mod send;
+#[doc(hidden)]
+pub mod send_fuzz;
 mod send_maintenance;
 mod send_resolve;
 mod socket;

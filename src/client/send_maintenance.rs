@@ -392,7 +392,7 @@ impl Client {
 /// `list` with the notification's changes applied; `None` when the cache must be
 /// dropped instead (an `update`, an unknown device, or a result whose hash differs from
 /// the server's `device_hash` — compared only in the notification's own namespace).
-fn patch_device_list(
+pub(crate) fn patch_device_list(
     mut list: DeviceList,
     n: &DeviceNotification,
     own_namespace: bool,
@@ -428,7 +428,7 @@ fn patch_device_list(
 
 /// `meta` with the membership changes applied; `None` when it must be refetched
 /// (`modify`: a member changed identity).
-fn patch_group(
+pub(crate) fn patch_group(
     mut meta: crate::store::GroupMetadata,
     n: &GroupNotification,
 ) -> Option<crate::store::GroupMetadata> {
