@@ -53,6 +53,8 @@ pub mod receive;
 pub mod receive_support;
 pub mod retry_receipt;
 pub mod send;
+#[doc(hidden)]
+pub mod send_fuzz;
 mod send_maintenance;
 mod send_resolve;
 mod socket;

@@ -21,6 +21,14 @@
 //! 5. after the server's ack, [`GroupFanout::mark_has_sender_key`] with
 //!    [`PreparedSend::skdm_devices`] (and persist the marks).
 //!
+//! Marks are per device and include our own other devices (as Baileys does): a second
+//! card to the same group carries no SKDM at all. whatsapp-rust never memoises our own
+//! devices and sends them a fresh SKDM with every group message; we do not, since our
+//! devices keep a sender key like any member (a retry receipt from one of them forgets
+//! its mark like anyone else's). Marking happens after the server's ack, as
+//! whatsapp-rust does: an unacknowledged send leaves the devices lacking, so a resend
+//! distributes again.
+//!
 //! Membership changes go through [`GroupFanout::set_devices`]; a retry receipt from a
 //! device calls [`GroupFanout::forget_sender_key`]; a member leaving calls for a new
 //! sender key (delete the record, or [`crate::signal::group::create_sender_key`]), which
@@ -126,9 +134,10 @@ pub enum FanoutError {
     /// A 1:1 send was asked for a group, a device JID or a server JID.
     #[error("{0} is not a user chat (expected user@server without a device)")]
     NotAUserChat(Jid),
-    /// A worker thread of the parallel fan-out panicked (a bug; nothing was changed).
-    #[error("a fan-out worker thread panicked")]
-    WorkerPanicked,
+    /// A worker thread of the parallel fan-out could not be started or panicked
+    /// (nothing was changed).
+    #[error("fan-out worker thread failed: {0}")]
+    Thread(String),
 }
 
 /// The per-group fan-out state the caller keeps between sends (see the module docs).
@@ -903,6 +912,13 @@ const CHUNK: usize = 32;
 /// threads costs tens of microseconds.
 const PARALLEL_THRESHOLD_MICROS: usize = 400;
 
+/// Worker threads for the parallel fan-out: the machine's parallelism, read once
+/// (reading it can cost a cgroup lookup).
+fn worker_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Encrypts `plaintext_for(device)` for every target, on all cores when the work is
 /// large enough; results stay in target order.
 fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
@@ -921,7 +937,7 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         .iter()
         .map(|t| if t.bundle.is_some() { 270 } else { 4 })
         .sum();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = worker_threads();
     let mut chunks: Vec<(StdRng, Vec<PairwiseTarget>)> = Vec::new();
     let mut targets = targets.into_iter().peekable();
     while targets.peek().is_some() {
@@ -964,13 +980,16 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         let first = groups.next();
         let handles: Vec<_> = groups
             .map(|group| {
-                scope.spawn(move || -> Result<Vec<Outcome>, FanoutError> {
-                    let mut out = Vec::new();
-                    for chunk in group {
-                        out.extend(run(chunk)?);
-                    }
-                    Ok(out)
-                })
+                std::thread::Builder::new()
+                    .name("waevent-fanout".into())
+                    .spawn_scoped(scope, move || -> Result<Vec<Outcome>, FanoutError> {
+                        let mut out = Vec::new();
+                        for chunk in group {
+                            out.extend(run(chunk)?);
+                        }
+                        Ok(out)
+                    })
+                    .map_err(|e| FanoutError::Thread(e.to_string()))
             })
             .collect();
         let mut outputs = Vec::with_capacity(workers);
@@ -987,7 +1006,10 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         }
         outputs.push(mine_result.map(|()| mine));
         for handle in handles {
-            outputs.push(handle.join().unwrap_or(Err(FanoutError::WorkerPanicked)));
+            outputs.push(handle.and_then(|h| {
+                h.join()
+                    .unwrap_or(Err(FanoutError::Thread("a worker panicked".into())))
+            }));
         }
         outputs
     });
