@@ -165,6 +165,15 @@ impl MessageHandler {
         MessageHandler::default()
     }
 
+    /// A handler whose delivery receipts say the app is active (no `type`), for an
+    /// embedder that announced presence as available.
+    pub fn with_active_receipts(active: bool) -> Self {
+        MessageHandler {
+            active_receipts: active,
+            ..MessageHandler::default()
+        }
+    }
+
     /// Handles one `<message>` stanza (see the type docs) and says what it did.
     pub async fn handle_message(&self, client: &Client, node: &Node) -> MessageOutcome {
         let nack = |code: u16, error: String| async move {
