@@ -15,6 +15,8 @@ pub mod binary;
 pub mod client;
 pub mod event;
 pub mod jid;
+/// Sans-IO message stanzas: framing, phash, message ids and the group/1:1 send fan-out.
+pub mod messaging;
 pub mod noise;
 pub mod proto;
 pub mod signal;

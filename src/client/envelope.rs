@@ -867,6 +867,51 @@ mod tests {
     }
 
     #[test]
+    fn the_send_pipeline_reads_our_retry_receipt_as_the_server_forwards_it() {
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(4);
+        let identity = crate::signal::LocalIdentity::generate(rng);
+        let prekey = crate::signal::generate_prekeys(900, 1, rng).remove(0);
+        let signed = SignedPreKeyRecord::generate(&identity.key_pair, 6, 0, rng);
+        let node = group_message();
+        let ours = retry_receipt(
+            &node,
+            &RetryRequest {
+                count: 3,
+                reason: RetryReason::BadMac,
+                registration_id: identity.registration_id,
+                keys: Some(RetryKeys {
+                    identity: identity.public_key(),
+                    prekey: &prekey,
+                    signed_prekey: &signed,
+                    device_identity: b"adv",
+                }),
+            },
+        )
+        .unwrap();
+        // The server hands it to the sender from the group, naming us as participant.
+        let me = Jid::parse("88880000:7@lid").unwrap();
+        let mut forwarded = ours.clone();
+        forwarded.attrs.remove("to");
+        forwarded
+            .attrs
+            .set("from", node.attr_jid("from").unwrap().clone());
+        forwarded.attrs.set("participant", me.clone());
+        let parsed = super::super::retry_receipt::parse_retry_receipt(&forwarded).unwrap();
+        assert_eq!(parsed.device, me);
+        assert_eq!(parsed.message_id, "3EB0AAAA");
+        assert_eq!(parsed.count, 3);
+        assert_eq!(parsed.reason, Some(7));
+        assert_eq!(parsed.message_time, Some(1_700_000_001));
+        assert_eq!(parsed.registration_id, identity.registration_id);
+        let keys = parsed.keys.unwrap();
+        assert_eq!(
+            keys.bundle,
+            crate::signal::PreKeyBundle::from_local(&identity, 7, &signed, Some(&prekey))
+        );
+        assert_eq!(keys.device_identity.as_deref(), Some(&b"adv"[..]));
+    }
+
+    #[test]
     fn retry_reasons() {
         assert_eq!(RetryReason::of(&SignalError::BadMac), RetryReason::BadMac);
         assert_eq!(

@@ -221,6 +221,13 @@ impl Client {
         if let Err(e) = self.send_iq(active).await {
             tracing::warn!(error = %e, "could not switch to active");
         }
+        // Messages committed before a crash or a dropped connection but never acked go
+        // out again, unchanged (same id, same ciphertext).
+        match self.resend_pending_messages().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "resent messages the server had not acked"),
+            Err(e) => tracing::warn!(error = %e, "could not resend pending messages"),
+        }
     }
 
     /// Asks the server how many prekeys it holds and uploads a batch when fewer than

@@ -37,18 +37,26 @@ pub mod envelope;
 mod error;
 mod events;
 mod events_api;
+pub mod fanout_notifications;
 #[doc(hidden)]
 pub mod fuzz_support;
+pub mod group_info;
 mod handlers;
+pub mod key_bundles;
 pub mod pair_code;
 pub mod pairing;
 pub mod prekeys;
 pub mod receive;
 #[doc(hidden)]
 pub mod receive_support;
+pub mod retry_receipt;
 pub mod send;
+mod send_maintenance;
+mod send_resolve;
 mod socket;
 pub mod stanza;
+pub mod usync;
+mod wire_read;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +76,7 @@ pub use events_api::EventError;
 pub use handlers::PAIR_CODE_VALIDITY;
 pub use receive::{IncomingMessage, MessageHandler, MessageInfo, MessageOutcome};
 pub use send::{OutgoingMessage, SendError, SendReceipt};
+pub use wire_read::Malformed;
 
 use crate::binary::{Node, marshal};
 use crate::jid::Jid;
@@ -180,6 +189,8 @@ pub(crate) struct Inner {
     id_prefix: String,
     id_counter: AtomicU64,
     session_counter: AtomicU64,
+    /// The send pipeline's per-group fan-out states and Signal-state lock.
+    pub(crate) send: send::SendState,
 }
 
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it (every
@@ -213,6 +224,7 @@ impl Client {
             id_prefix: format!("{}.{}-", prefix[0], prefix[1]),
             id_counter: AtomicU64::new(1),
             session_counter: AtomicU64::new(0),
+            send: send::SendState::default(),
         };
         (
             Client {

@@ -202,6 +202,10 @@ impl MessageHandler {
             return MessageOutcome::Empty;
         }
         let store = client.store();
+        // Sends and retries change the same sessions and sender keys: hold their lock
+        // from loading the records to committing them (not while handing messages on,
+        // which may send).
+        let signal_state = client.inner.send.caches.lock().await;
         let mut decryption = match decrypt_envelope(
             store.as_ref(),
             &creds.identity,
@@ -219,7 +223,9 @@ impl MessageHandler {
                 };
             }
         };
-        if let Err(error) = commit(client, std::mem::take(&mut decryption.batch)).await {
+        let committed = commit(client, std::mem::take(&mut decryption.batch)).await;
+        drop(signal_state);
+        if let Err(error) = committed {
             tracing::error!(%error, id = %envelope.info.id, "not acking a message: its state could not be stored");
             return MessageOutcome::NotAcked { error };
         }

@@ -3,15 +3,48 @@
 //! chats (`pkmsg`/`msg` to every device, `DeviceSentMessage` to our own), with the
 //! state of every send committed to the store before the bytes leave.
 //!
-//! (Issue 5 skeleton: the signatures other modules build on. The send pipeline owner
-//! replaces the bodies.)
+//! ```text
+//! send_message(chat, message)
+//!   group: metadata (cache | w:g2) → device lists (cache | usync, own user included)
+//!          → GroupFanout (kept in memory per group; marks restored from the store)
+//!          → sender key (created when absent) → sessions (+ one batched bundle fetch
+//!          for devices lacking our key and a session) → prepare_group_send
+//!   1:1:   peer's LID when known → device lists of peer and own user → sessions
+//!          (+ bundles) → prepare_direct_send
+//!   commit ONE StoreBatch: Signal state + message.batch + SentMessage{Pending, stanza}
+//!   write the stanza, await <ack class="message" id> (the server's answer)
+//!     error + another phash → refresh group and device caches, prepare again, resend
+//!     once (same id; new ratchet steps, never a reused key)
+//!     other error → SendError::ServerError
+//!   mark the devices that got our sender key (never our own) and the message Acked
+//! ```
+//!
+//! One lock serialises every change of Signal state made by sends and retries (sender
+//! key iterations, ratchets), from loading the records to committing them; it is not
+//! held while waiting for the server's ack. A warm group send (everyone already has
+//! our sender key) does no per-device work: the per-group [`GroupFanout`] stays in
+//! memory with its device list, phash and marks.
 
-use crate::binary::Node;
-use crate::jid::Jid;
-use crate::proto::e2e;
-use crate::store::StoreBatch;
+use std::collections::{HashMap, HashSet};
+
+use prost::Message as _;
+use rand::rngs::OsRng;
 
 use super::Client;
+use crate::binary::{Node, marshal};
+use crate::jid::Jid;
+use crate::messaging::{
+    DirectSend, FanoutError, GroupFanout, GroupSend, PreparedSend, generate_message_id,
+    prepare_direct_send, prepare_group_send,
+};
+use crate::proto::e2e;
+use crate::signal::address::SenderKeyName;
+use crate::signal::group::SenderKeyRecord;
+use crate::signal::store::SignalStoreExt;
+use crate::store::{
+    AddressingMode, DeviceCredentials, SenderKeyMemoryUpdate, SentMessage, SentState,
+    SentStateUpdate, StoreBatch, now_ms,
+};
 
 /// One message to send.
 #[derive(Debug, Default)]
@@ -59,6 +92,97 @@ pub enum SendError {
     /// Sending failed after the stanza may have left; the outcome is unknown.
     #[error("sending failed: {0}")]
     Failed(String),
+    /// A query the send needs (group info, device lists, pre-key bundles) failed or
+    /// was answered with something unreadable; nothing was sent.
+    #[error("{0}; nothing was sent")]
+    Query(String),
+    /// The store could not be read or written; nothing was sent.
+    #[error("store: {0}; nothing was sent")]
+    Store(String),
+    /// The message could not be encrypted for the chat; nothing was sent.
+    #[error("cannot prepare the message: {0}; nothing was sent")]
+    Prepare(String),
+}
+
+impl From<crate::store::Error> for SendError {
+    fn from(e: crate::store::Error) -> Self {
+        SendError::Store(e.to_string())
+    }
+}
+
+impl From<crate::signal::store::StoreError> for SendError {
+    fn from(e: crate::signal::store::StoreError) -> Self {
+        SendError::Store(e.to_string())
+    }
+}
+
+impl From<FanoutError> for SendError {
+    fn from(e: FanoutError) -> Self {
+        match e {
+            FanoutError::NoRecipients(_) => SendError::Rejected(e.to_string()),
+            e => SendError::Prepare(e.to_string()),
+        }
+    }
+}
+
+/// The send pipeline's memory: the per-group fan-out states, behind the lock that
+/// serialises Signal-state changes of sends and retries.
+#[derive(Default)]
+pub(crate) struct SendState {
+    pub(crate) caches: tokio::sync::Mutex<SendCaches>,
+    /// Ids of messages between commit and ack in this process (the reconnect resend
+    /// leaves them to their sender).
+    pub(crate) in_flight: std::sync::Mutex<HashSet<String>>,
+}
+
+/// What the lock guards.
+#[derive(Default)]
+pub(crate) struct SendCaches {
+    /// Per group: devices, phash, who has our current sender key.
+    pub(crate) groups: HashMap<Jid, GroupFanout>,
+}
+
+/// The server's `<ack class="message">` for one of our stanzas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MessageAck {
+    pub error: Option<u16>,
+    pub phash: Option<String>,
+    pub t: Option<i64>,
+}
+
+impl MessageAck {
+    pub(crate) fn parse(node: &Node) -> Self {
+        let text = |k: &str| node.get_attr(k).map(|v| v.to_text().into_owned());
+        MessageAck {
+            // An unreadable error code is still an error.
+            error: text("error").map(|e| e.parse().unwrap_or(0)),
+            phash: text("phash"),
+            t: text("t").and_then(|t| t.parse().ok()),
+        }
+    }
+}
+
+/// True when `device` belongs to our own account (either namespace).
+pub(crate) fn is_own(device: &Jid, creds: &DeviceCredentials) -> bool {
+    creds
+        .pn
+        .iter()
+        .chain(&creds.lid)
+        .any(|own| own.user == device.user && own.server == device.server)
+        || creds.pn.iter().chain(&creds.lid).any(|own| {
+            // Hosted forms of our own user.
+            own.user == device.user && device.is_hosted()
+        })
+}
+
+/// A prepared, committed stanza waiting to be written.
+struct Committed {
+    node: Node,
+    id: String,
+    skdm_devices: Vec<Jid>,
+    sender_key_id: Option<u32>,
+    pairwise: usize,
+    phash: Option<String>,
 }
 
 impl Client {
@@ -69,23 +193,575 @@ impl Client {
         chat: &Jid,
         message: OutgoingMessage,
     ) -> Result<SendReceipt, SendError> {
-        let _ = (chat, message);
-        Err(SendError::Failed("group send not implemented yet".into()))
+        if self.state() != super::ConnectionState::LoggedIn {
+            return Err(SendError::NotConnected);
+        }
+        let creds = self
+            .credentials()
+            .await
+            .map_err(|e| SendError::Store(e.to_string()))?
+            .filter(DeviceCredentials::is_paired)
+            .ok_or_else(|| SendError::Rejected("this device is not paired".into()))?;
+        if chat.user.is_empty() {
+            return Err(SendError::Rejected(format!("{chat} is not a chat")));
+        }
+        if chat.is_group() {
+            self.send_group(&chat.to_non_ad(), message, &creds).await
+        } else if chat.is_pn() || chat.is_lid() {
+            self.send_direct(&chat.to_non_ad(), message, &creds).await
+        } else {
+            Err(SendError::Rejected(format!(
+                "cannot send to {chat}: only groups (@g.us) and users (@s.whatsapp.net, @lid) are supported"
+            )))
+        }
     }
 
-    /// Answers a server `receipt type="retry"` for one of our messages: re-encrypts
-    /// for that one device (bounded retries). Called by the stanza handler, which acks
-    /// the receipt afterwards.
-    #[allow(dead_code)]
-    pub(crate) async fn handle_retry_receipt(&self, receipt: &Node) {
-        let _ = receipt;
+    fn new_message_id(&self, creds: &DeviceCredentials) -> String {
+        let secs = (now_ms().saturating_add(creds.server_time_offset_ms)) / 1000;
+        generate_message_id(secs, creds.pn.as_ref(), &mut OsRng)
     }
 
-    /// Applies a `notification` of type `devices` or `w:gp2` to the device-list and
-    /// group caches (and rotates our sender key of a group when a member left).
-    /// Called by the stanza handler, which acks the notification afterwards.
-    #[allow(dead_code)]
-    pub(crate) async fn handle_fanout_notification(&self, notification: &Node) {
-        let _ = notification;
+    /// The group path: up to two attempts (the second after a phash mismatch).
+    async fn send_group(
+        &self,
+        group: &Jid,
+        mut message: OutgoingMessage,
+        creds: &DeviceCredentials,
+    ) -> Result<SendReceipt, SendError> {
+        let id = message
+            .id
+            .take()
+            .unwrap_or_else(|| self.new_message_id(creds));
+        let plaintext = message.message.encode_to_vec();
+        let mut extra = Some(std::mem::take(&mut message.batch));
+        let mut refresh = false;
+        loop {
+            let committed = self
+                .prepare_and_commit_group(
+                    group,
+                    &id,
+                    &message.message,
+                    &plaintext,
+                    extra.take().unwrap_or_default(),
+                    creds,
+                    refresh,
+                )
+                .await?;
+            let ack = self.write_and_await_ack(&committed, group).await?;
+            let stale_phash = ack
+                .phash
+                .as_ref()
+                .is_some_and(|p| Some(p) != committed.phash.as_ref());
+            if stale_phash {
+                tracing::info!(%group, ours = ?committed.phash, server = ?ack.phash, "phash differs from the server's; dropping cached members and devices");
+                self.invalidate_group(group).await?;
+            }
+            match ack.error {
+                None => {
+                    self.after_group_ack(group, &committed, creds).await?;
+                    return Ok(SendReceipt {
+                        message_id: id,
+                        server_time: ack.t.unwrap_or_else(|| now_ms() / 1000),
+                        pairwise_devices: committed.pairwise,
+                    });
+                }
+                Some(_) if stale_phash && !refresh => {
+                    refresh = true;
+                    continue;
+                }
+                Some(code) => {
+                    self.mark_sent_final(group, &id).await;
+                    return Err(SendError::ServerError { id, code });
+                }
+            }
+        }
+    }
+
+    /// Resolves members and devices, prepares the group stanza and commits it with the
+    /// Signal state, `extra` and the pending sent message. Holds the send lock
+    /// throughout.
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_and_commit_group(
+        &self,
+        group: &Jid,
+        id: &str,
+        message: &e2e::Message,
+        plaintext: &[u8],
+        extra: StoreBatch,
+        creds: &DeviceCredentials,
+        refresh: bool,
+    ) -> Result<Committed, SendError> {
+        let mut caches = self.inner.send.caches.lock().await;
+        let fresh = !caches.groups.contains_key(group);
+        let mut fanout = match caches.groups.remove(group) {
+            Some(f) => f,
+            None => self.build_group_fanout(group, creds, refresh).await?,
+        };
+        let name = SenderKeyName::new(group, fanout.sender());
+        let mut holders = Vec::new();
+        let mut member_left = false;
+        if fresh {
+            // Restore who has our key. A holder whose user is no longer in the group
+            // (removed while we did not watch) forces a new key: forward secrecy.
+            let members: HashSet<(&str, &str)> = fanout
+                .devices()
+                .iter()
+                .map(|d| (d.user.as_str(), d.server.as_str()))
+                .collect();
+            for d in self.store().sender_key_holders(group).await? {
+                if is_own(&d, creds) {
+                    continue;
+                }
+                if members.contains(&(d.user.as_str(), d.server.as_str())) {
+                    holders.push(d);
+                } else {
+                    member_left = true;
+                }
+            }
+        }
+        let mut record = if member_left {
+            tracing::info!(%group, "a member who had our sender key left: rotating it");
+            SenderKeyRecord::new()
+        } else {
+            self.store().load_sender_key_record(&name).await?
+        };
+        let created = fanout.ensure_sender_key(&mut record, &mut OsRng);
+        if !created {
+            fanout.mark_has_sender_key(holders.iter());
+        }
+        let result = self
+            .prepare_group_locked(
+                &fanout,
+                &mut record,
+                group,
+                id,
+                message,
+                plaintext,
+                extra,
+                creds,
+                created,
+            )
+            .await;
+        match result {
+            Ok((committed, stale_users)) => {
+                if stale_users.is_empty() {
+                    caches.groups.insert(group.clone(), fanout);
+                } else {
+                    // Some device is gone: rebuild from fresh device lists next time.
+                    tracing::debug!(%group, "device lists went stale during the send");
+                }
+                Ok(committed)
+            }
+            Err(e) => {
+                if !created {
+                    caches.groups.insert(group.clone(), fanout);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_group_locked(
+        &self,
+        fanout: &GroupFanout,
+        record: &mut SenderKeyRecord,
+        group: &Jid,
+        id: &str,
+        message: &e2e::Message,
+        plaintext: &[u8],
+        extra: StoreBatch,
+        creds: &DeviceCredentials,
+        created: bool,
+    ) -> Result<(Committed, Vec<Jid>), SendError> {
+        let lacking = fanout.lacking_sender_key();
+        let (targets, stale_users) = if lacking.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.pairwise_targets(&lacking).await?
+        };
+        let prepared = prepare_group_send(
+            fanout,
+            &creds.identity,
+            record,
+            GroupSend {
+                message_id: id,
+                message,
+                device_identity: creds.account.as_deref().unwrap_or_default(),
+                targets,
+            },
+            &mut OsRng,
+        )?;
+        let mut batch = extra;
+        if created {
+            batch
+                .sender_key_memory
+                .push(SenderKeyMemoryUpdate::ClearGroup {
+                    group: group.clone(),
+                });
+        }
+        let key_id = record.current_state().map(|s| s.key_id());
+        let committed = self
+            .commit_prepared(prepared, batch, group, id, plaintext, key_id)
+            .await?;
+        Ok((committed, stale_users))
+    }
+
+    /// Commits the prepared send (Signal state + `batch` + the pending sent message)
+    /// in one transaction. Nothing has left yet.
+    async fn commit_prepared(
+        &self,
+        prepared: PreparedSend,
+        mut batch: StoreBatch,
+        chat: &Jid,
+        id: &str,
+        plaintext: &[u8],
+        sender_key_id: Option<u32>,
+    ) -> Result<Committed, SendError> {
+        let stanza = marshal(&prepared.node)
+            .map_err(|e| SendError::Prepare(format!("the stanza does not encode: {e}")))?;
+        batch.signal = merge_signal(std::mem::take(&mut batch.signal), prepared.signal_state);
+        batch.sent_messages.push(SentMessage {
+            chat: chat.clone(),
+            message_id: id.to_owned(),
+            message: plaintext.to_vec(),
+            stanza,
+            state: SentState::Pending,
+            created_at_ms: now_ms(),
+        });
+        self.store().commit_batch(batch).await?;
+        crate::client::lock(&self.inner.send.in_flight).insert(id.to_owned());
+        Ok(Committed {
+            node: prepared.node,
+            id: id.to_owned(),
+            pairwise: prepared.counts.pkmsg + prepared.counts.msg,
+            skdm_devices: prepared.skdm_devices,
+            sender_key_id,
+            phash: prepared.phash,
+        })
+    }
+
+    /// Writes a committed stanza and waits for the server's ack.
+    async fn write_and_await_ack(
+        &self,
+        committed: &Committed,
+        chat: &Jid,
+    ) -> Result<MessageAck, SendError> {
+        let result = self
+            .send_and_wait(&committed.node, &committed.id, self.inner.config.iq_timeout)
+            .await;
+        crate::client::lock(&self.inner.send.in_flight).remove(&committed.id);
+        match result {
+            Ok(node) => Ok(MessageAck::parse(&node)),
+            Err(super::IqError::NotConnected) => Err(SendError::Failed(format!(
+                "not connected when writing message {} to {chat}; it is stored and will be sent after reconnecting",
+                committed.id
+            ))),
+            Err(e) => Err(SendError::Failed(format!(
+                "{e}; message {} to {chat} is stored and will be sent again after reconnecting",
+                committed.id
+            ))),
+        }
+    }
+
+    /// After the server's ack of a group message: the devices that got our sender key
+    /// have it (never our own: they always get a fresh SKDM), the message is Acked.
+    async fn after_group_ack(
+        &self,
+        group: &Jid,
+        committed: &Committed,
+        creds: &DeviceCredentials,
+    ) -> Result<(), SendError> {
+        let holders: Vec<Jid> = committed
+            .skdm_devices
+            .iter()
+            .filter(|d| !is_own(d, creds))
+            .cloned()
+            .collect();
+        let mut batch = StoreBatch {
+            sent_states: vec![SentStateUpdate {
+                chat: group.clone(),
+                message_id: committed.id.clone(),
+                state: SentState::Acked,
+            }],
+            ..StoreBatch::default()
+        };
+        let mut caches = self.inner.send.caches.lock().await;
+        // Only while the fan-out still uses the key the SKDMs carried (a rotation or an
+        // invalidation meanwhile makes the marks meaningless: the next send redoes them).
+        if let Some(f) = caches.groups.get_mut(group)
+            && f.sender_key_id() == committed.sender_key_id
+            && !holders.is_empty()
+        {
+            f.mark_has_sender_key(holders.iter());
+            batch
+                .sender_key_memory
+                .push(SenderKeyMemoryUpdate::MarkHas {
+                    group: group.clone(),
+                    devices: holders,
+                });
+        }
+        self.store().commit_batch(batch).await?;
+        Ok(())
+    }
+
+    /// A message the server answered with an error will not be delivered: it is not
+    /// resent after reconnecting (stored as `Acked`, i.e. answered).
+    async fn mark_sent_final(&self, chat: &Jid, id: &str) {
+        let batch = StoreBatch {
+            sent_states: vec![SentStateUpdate {
+                chat: chat.clone(),
+                message_id: id.to_owned(),
+                state: SentState::Acked,
+            }],
+            ..StoreBatch::default()
+        };
+        if let Err(e) = self.store().commit_batch(batch).await {
+            tracing::warn!(error = %e, %chat, id, "could not record the server's refusal");
+        }
+    }
+
+    /// Drops the cached metadata of `group`, the cached device lists of its members and
+    /// its in-memory fan-out state, so the next send asks the server again.
+    pub(crate) async fn invalidate_group(&self, group: &Jid) -> Result<(), SendError> {
+        let store = self.store();
+        let members: Vec<Jid> = store
+            .load_group(group)
+            .await?
+            .map(|g| g.participants.into_iter().map(|p| p.jid).collect())
+            .unwrap_or_default();
+        let mut caches = self.inner.send.caches.lock().await;
+        let mut users: Vec<Jid> = members;
+        if let Some(f) = caches.groups.remove(group) {
+            users.extend(f.devices().iter().map(Jid::to_non_ad));
+        }
+        users.sort();
+        users.dedup();
+        store
+            .commit_batch(StoreBatch {
+                removed_groups: vec![group.clone()],
+                removed_device_lists: users,
+                ..StoreBatch::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Our sending device in a group addressed by `mode`.
+    pub(crate) fn own_sender(
+        creds: &DeviceCredentials,
+        mode: AddressingMode,
+    ) -> Result<Jid, SendError> {
+        match mode {
+            AddressingMode::Lid => creds.lid.clone().ok_or_else(|| {
+                SendError::Rejected(
+                    "our own LID is not known yet (it comes with the login success)".into(),
+                )
+            }),
+            AddressingMode::Pn => creds
+                .pn
+                .clone()
+                .ok_or_else(|| SendError::Rejected("this device is not paired".into())),
+        }
+    }
+
+    /// A new fan-out state for `group` from its metadata and every member's devices
+    /// (own user included).
+    async fn build_group_fanout(
+        &self,
+        group: &Jid,
+        creds: &DeviceCredentials,
+        refresh: bool,
+    ) -> Result<GroupFanout, SendError> {
+        let meta = self.resolve_group(group, refresh).await?;
+        let sender = Self::own_sender(creds, meta.addressing_mode)?;
+        let own_user = sender.to_non_ad();
+        let mut users: Vec<Jid> = meta.participants.iter().map(|p| p.jid.clone()).collect();
+        if !users.contains(&own_user) {
+            users.push(own_user);
+        }
+        let lists = self.resolve_device_lists(&users, refresh).await?;
+        let devices = lists
+            .iter()
+            .flat_map(|l| super::usync::fanout_devices(l, true));
+        Ok(GroupFanout::new(
+            group.clone(),
+            meta.addressing_mode,
+            sender,
+            devices,
+        )?)
+    }
+
+    /// The 1:1 path.
+    async fn send_direct(
+        &self,
+        peer: &Jid,
+        mut message: OutgoingMessage,
+        creds: &DeviceCredentials,
+    ) -> Result<SendReceipt, SendError> {
+        let id = message
+            .id
+            .take()
+            .unwrap_or_else(|| self.new_message_id(creds));
+        // Address the peer by LID when we know it, as WhatsApp's clients do.
+        let chat = if peer.is_pn() {
+            self.store()
+                .lid_for_pn(peer)
+                .await?
+                .unwrap_or_else(|| peer.clone())
+        } else {
+            peer.clone()
+        };
+        let mode = if chat.is_lid() {
+            AddressingMode::Lid
+        } else {
+            AddressingMode::Pn
+        };
+        let sender = Self::own_sender(creds, mode)?;
+        let own_users: Vec<Jid> = creds
+            .pn
+            .iter()
+            .chain(&creds.lid)
+            .map(Jid::to_non_ad)
+            .collect();
+        let plaintext = message.message.encode_to_vec();
+        let committed = {
+            let _caches = self.inner.send.caches.lock().await;
+            let lists = self
+                .resolve_device_lists(&[chat.clone(), sender.to_non_ad()], false)
+                .await?;
+            if !lists.iter().any(|l| l.user == chat) {
+                return Err(SendError::Rejected(format!(
+                    "{chat} has no devices (not on WhatsApp?)"
+                )));
+            }
+            let devices: Vec<Jid> = lists
+                .iter()
+                .flat_map(|l| super::usync::fanout_devices(l, false))
+                .filter(|d| *d != sender)
+                .collect();
+            let (targets, _stale) = self.pairwise_targets(&devices).await?;
+            let prepared = prepare_direct_send(
+                &creds.identity,
+                DirectSend {
+                    chat: &chat,
+                    sender: &sender,
+                    own_users: &own_users,
+                    message_id: &id,
+                    message: &message.message,
+                    device_identity: creds.account.as_deref().unwrap_or_default(),
+                    targets,
+                },
+                &mut OsRng,
+            )?;
+            self.commit_prepared(
+                prepared,
+                std::mem::take(&mut message.batch),
+                &chat,
+                &id,
+                &plaintext,
+                None,
+            )
+            .await?
+        };
+        let ack = self.write_and_await_ack(&committed, &chat).await?;
+        if ack.phash.is_some() && ack.phash != committed.phash {
+            let users = vec![chat.clone(), sender.to_non_ad()];
+            self.store().delete_device_lists(&users).await?;
+        }
+        match ack.error {
+            None => {
+                self.store()
+                    .commit_batch(StoreBatch {
+                        sent_states: vec![SentStateUpdate {
+                            chat: chat.clone(),
+                            message_id: id.clone(),
+                            state: SentState::Acked,
+                        }],
+                        ..StoreBatch::default()
+                    })
+                    .await?;
+                Ok(SendReceipt {
+                    message_id: id,
+                    server_time: ack.t.unwrap_or_else(|| now_ms() / 1000),
+                    pairwise_devices: committed.pairwise,
+                })
+            }
+            Some(code) => {
+                self.mark_sent_final(&chat, &id).await;
+                Err(SendError::ServerError { id, code })
+            }
+        }
+    }
+}
+
+/// `a` followed by `b` (both parts of one transaction).
+fn merge_signal(
+    mut a: crate::signal::store::SignalStateBatch,
+    b: crate::signal::store::SignalStateBatch,
+) -> crate::signal::store::SignalStateBatch {
+    if a.is_empty() {
+        return b;
+    }
+    a.sessions.extend(b.sessions);
+    a.removed_sessions.extend(b.removed_sessions);
+    a.sender_keys.extend(b.sender_keys);
+    a.removed_sender_keys.extend(b.removed_sender_keys);
+    a.identities.extend(b.identities);
+    a.removed_prekeys.extend(b.removed_prekeys);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_parsing() {
+        let ack = Node::new("ack")
+            .attr("class", "message")
+            .attr("id", "X")
+            .attr("t", "1700000000")
+            .attr("error", "409")
+            .attr("phash", "2:AAAAAAAA");
+        assert_eq!(
+            MessageAck::parse(&ack),
+            MessageAck {
+                error: Some(409),
+                phash: Some("2:AAAAAAAA".into()),
+                t: Some(1_700_000_000)
+            }
+        );
+        let ok = MessageAck::parse(&Node::new("ack").attr("error", "x"));
+        assert_eq!(ok.error, Some(0));
+        assert_eq!(MessageAck::parse(&Node::new("ack")).error, None);
+    }
+
+    #[test]
+    fn own_devices_are_recognised_in_both_namespaces() {
+        let mut creds = DeviceCredentials::generate(&mut OsRng);
+        creds.pn = Some(Jid::parse("5511:3@s.whatsapp.net").unwrap());
+        creds.lid = Some(Jid::parse("111:3@lid").unwrap());
+        for own in [
+            "5511@s.whatsapp.net",
+            "5511:7@s.whatsapp.net",
+            "111:0@lid",
+            "111:99@hosted.lid",
+        ] {
+            assert!(is_own(&Jid::parse(own).unwrap(), &creds), "{own}");
+        }
+        for other in ["5512@s.whatsapp.net", "111@s.whatsapp.net", "222:3@lid"] {
+            assert!(!is_own(&Jid::parse(other).unwrap(), &creds), "{other}");
+        }
+    }
+
+    #[test]
+    fn errors_say_nothing_was_sent() {
+        assert_eq!(
+            SendError::Query("usync device lists: not connected".into()).to_string(),
+            "usync device lists: not connected; nothing was sent"
+        );
+        let e: SendError = FanoutError::NoRecipients(Jid::parse("1@lid").unwrap()).into();
+        assert!(matches!(e, SendError::Rejected(_)));
     }
 }
