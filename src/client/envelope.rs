@@ -215,40 +215,40 @@ fn text_attr(node: &Node, attr: &'static str) -> Result<Option<String>, Envelope
 }
 
 /// The sender's alternate JID from `<lid_attr>` (when the sender is a PN) or
-/// `<pn_attr>` (when it is a LID). Only a JID of the other namespace is accepted.
+/// `<pn_attr>` (when it is a LID). A value that is not a JID of the other namespace is
+/// ignored (logged): it only helps to find sessions, and refusing the stanza for it
+/// would lose the message.
 fn alternate(
     node: &Node,
     sender: &Jid,
     pn_attr: &'static str,
     lid_attr: &'static str,
-) -> Result<Option<Jid>, EnvelopeError> {
+) -> Option<Jid> {
     let (attr, wanted_lid) = if sender.is_lid() {
         (pn_attr, false)
     } else {
         (lid_attr, true)
     };
-    let Some(alt) = jid_attr(node, attr)? else {
-        return Ok(None);
-    };
-    if alt.is_lid() != wanted_lid || !(alt.is_lid() || alt.is_pn()) {
-        return Err(EnvelopeError::InvalidAttr {
-            attr,
-            detail: format!(
-                "{alt} is not a {} JID",
-                if wanted_lid { "LID" } else { "PN" }
-            ),
-        });
+    match jid_attr(node, attr) {
+        Ok(Some(alt)) if alt.is_lid() == wanted_lid && (alt.is_lid() || alt.is_pn()) => Some(alt),
+        Ok(None) => None,
+        Ok(Some(alt)) => {
+            tracing::warn!(%sender, %alt, attr, "ignoring an alternate JID of the wrong kind");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%sender, error = %e, attr, "ignoring an unreadable alternate JID");
+            None
+        }
     }
-    Ok(Some(alt))
 }
 
 impl Envelope {
     /// Reads a `<message>` stanza (PROTOCOL.md §11). `own` tells our own devices apart.
     ///
     /// Refuses a stanza without `from`, `id` or `t`, a group message without a
-    /// device-level `participant`, a sender that is not a user device, a `t` that is not
-    /// a number, an id longer than [`MAX_MESSAGE_ID_LEN`], alternates in the wrong
-    /// namespace, and `<enc>` parts that are empty, too long, of an unknown version or
+    /// `participant`, a sender that is not a user device, a `t` that is not a number, an
+    /// id longer than [`MAX_MESSAGE_ID_LEN`], and `<enc>` parts that are empty, too long, of an unknown version or
     /// more than [`MAX_ENC_PARTS`].
     pub fn parse(node: &Node, own: &OwnIds) -> Result<Envelope, EnvelopeError> {
         if node.tag != "message" {
@@ -277,11 +277,11 @@ impl Envelope {
         let (chat, sender, sender_alt, from_me) = if is_group {
             let sender =
                 jid_attr(node, "participant")?.ok_or(EnvelopeError::MissingAttr("participant"))?;
-            let alt = alternate(node, &sender, "participant_pn", "participant_lid")?;
+            let alt = alternate(node, &sender, "participant_pn", "participant_lid");
             let from_me = own.is_own(&sender);
             (from.clone(), sender, alt, from_me)
         } else {
-            let alt = alternate(node, &from, "sender_pn", "sender_lid")?;
+            let alt = alternate(node, &from, "sender_pn", "sender_lid");
             if own.is_own(&from) {
                 // Our other device: a DM we sent (chat = `recipient`) or a peer message.
                 let chat = recipient
@@ -694,19 +694,13 @@ mod tests {
         assert!(e.to_string().contains("`t`"), "{e}");
         let e = Envelope::parse(&group_message().attr("id", "x".repeat(200)), &own).unwrap_err();
         assert!(matches!(e, EnvelopeError::InvalidAttr { attr: "id", .. }));
-        // An alternate in the wrong namespace.
-        let e = Envelope::parse(
+        // An alternate in the wrong namespace is ignored, not fatal.
+        let env = Envelope::parse(
             &group_message().attr("participant_pn", Jid::parse("1:2@lid").unwrap()),
             &own,
         )
-        .unwrap_err();
-        assert!(matches!(
-            e,
-            EnvelopeError::InvalidAttr {
-                attr: "participant_pn",
-                ..
-            }
-        ));
+        .unwrap();
+        assert_eq!(env.info.sender_alt, None);
         // The participant must be a user device.
         let e = Envelope::parse(
             &group_message().attr("participant", Jid::parse("1@g.us").unwrap()),
