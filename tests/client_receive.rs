@@ -15,8 +15,9 @@ use rand::rngs::StdRng;
 use waevent::binary::Node;
 use waevent::client::receive::MAX_RETRY_RECEIPTS;
 use waevent::client::receive_support::{LocalDevice, Member, SEED_GROUP, text_with_secret};
-use waevent::client::{Client, ConnectionState};
+use waevent::client::{Client, ConnectionState, MessageHandler, MessageOutcome};
 use waevent::proto::e2e;
+use waevent::signal::ProtocolAddress;
 use waevent::store::Store;
 
 use receive_support::*;
@@ -129,6 +130,41 @@ async fn members_messages_are_stored_receipted_and_acked() {
     // A redelivery (our ack was lost) is receipted again from the stored plaintext.
     conn.send(&second).await;
     expect_delivered(&mut conn, "3EB0R2").await;
+
+    // The member reinstalls WhatsApp (same device, new identity): its new session is
+    // accepted and the new identity recorded, as WhatsApp's clients do.
+    let old_identity = *member.identity.public_key();
+    let mut reinstalled = Member::new(member.device.clone(), None, &mut rng);
+    reinstalled
+        .start_session(&local.bundle(Some(1)), &mut rng)
+        .unwrap();
+    let after = reinstalled
+        .group_stanza(
+            &group,
+            "3EB0R3",
+            &text_with_secret("new phone", [7; 32]),
+            true,
+            &mut rng,
+        )
+        .unwrap();
+    // Straight through a handler, to see its outcome.
+    let outcome = MessageHandler::new().handle_message(&client, &after).await;
+    assert_eq!(
+        outcome,
+        MessageOutcome::Delivered {
+            delivered: 1,
+            redelivered: 0,
+            duplicates: 0,
+            changed_identities: vec![ProtocolAddress::from_jid(&member.device)],
+        }
+    );
+    expect_delivered(&mut conn, "3EB0R3").await;
+    let stored = store
+        .load_identities(&[ProtocolAddress::from_jid(&member.device)])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![Some(*reinstalled.identity.public_key())]);
+    assert_ne!(old_identity, *reinstalled.identity.public_key());
 
     // Receipts and notifications are acked; retry receipts and fan-out notifications
     // go through the send pipeline first.

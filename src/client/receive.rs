@@ -22,7 +22,7 @@ use crate::jid::Jid;
 use crate::proto::e2e;
 use crate::signal::identity::prekey_id_after;
 use crate::signal::store::{IdentityChange, SignalStoreExt};
-use crate::signal::{PreKeyRecord, generate_prekeys};
+use crate::signal::{PreKeyRecord, ProtocolAddress, generate_prekeys};
 use crate::store::{StoreBatch, now_ms};
 
 use super::decrypt::decrypt_envelope;
@@ -112,6 +112,9 @@ pub enum MessageOutcome {
         redelivered: usize,
         /// Duplicate parts skipped.
         duplicates: usize,
+        /// Senders whose identity key changed with this message (accepted, as
+        /// WhatsApp's clients do; logged).
+        changed_identities: Vec<ProtocolAddress>,
     },
     /// Every part was a duplicate: acked, nothing delivered again.
     Duplicate,
@@ -225,10 +228,13 @@ impl MessageHandler {
         };
         let committed = commit(client, std::mem::take(&mut decryption.batch)).await;
         drop(signal_state);
-        if let Err(error) = committed {
-            tracing::error!(%error, id = %envelope.info.id, "not acking a message: its state could not be stored");
-            return MessageOutcome::NotAcked { error };
-        }
+        let changed_identities = match committed {
+            Ok(changed) => changed,
+            Err(error) => {
+                tracing::error!(%error, id = %envelope.info.id, "not acking a message: its state could not be stored");
+                return MessageOutcome::NotAcked { error };
+            }
+        };
         for message in &decryption.messages {
             client.handle_incoming_message(message).await;
         }
@@ -273,6 +279,7 @@ impl MessageHandler {
             delivered: decryption.messages.len(),
             redelivered: decryption.redelivered,
             duplicates: decryption.duplicates,
+            changed_identities,
         }
     }
 }
@@ -283,12 +290,13 @@ async fn ack(client: &Client, node: &Node) {
     }
 }
 
-/// Commits a received message's batch and logs identity changes. A batch the store
-/// refuses as invalid (an entry it cannot keep) is committed again with the Signal
-/// state and plaintexts only, so the ratchet never falls behind the ack.
-async fn commit(client: &Client, batch: StoreBatch) -> Result<(), String> {
+/// Commits a received message's batch; returns the addresses whose identity key was
+/// replaced (logged). A batch the store refuses as invalid (an entry it cannot keep)
+/// is committed again with the Signal state and plaintexts only, so the ratchet never
+/// falls behind the ack.
+async fn commit(client: &Client, batch: StoreBatch) -> Result<Vec<ProtocolAddress>, String> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let identities = batch.signal.identities.clone();
     let store = client.store();
@@ -307,14 +315,16 @@ async fn commit(client: &Client, batch: StoreBatch) -> Result<(), String> {
         }
         Err(e) => return Err(e.to_string()),
     };
+    let mut changed = Vec::new();
     for ((address, _), change) in identities.iter().zip(&outcome.identity_changes) {
         if let IdentityChange::Replaced { .. } = change {
             // WhatsApp's clients accept a new identity (reinstall, new phone) and show
             // a security notice; so do we.
             tracing::warn!(%address, "the sender's identity key changed; accepted");
+            changed.push(address.clone());
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 impl Client {
