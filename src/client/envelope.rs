@@ -28,7 +28,7 @@ pub const MAX_ENC_PARTS: usize = 4;
 /// The largest accepted ciphertext of one `<enc>` (message content is small; media
 /// travels separately).
 pub const MAX_CIPHERTEXT_LEN: usize = 512 * 1024;
-/// The largest accepted `count` on an `<enc>` (WhatsApp stops retrying at 5).
+/// Larger `count`s on an `<enc>` are read as this (WhatsApp stops retrying at 5).
 pub const MAX_ENC_COUNT: u32 = 1000;
 /// Longest accepted text attribute (`type`, `notify`, `edit`, `category`).
 pub const MAX_ATTR_LEN: usize = 1024;
@@ -116,7 +116,7 @@ pub struct EncPart {
     /// The ciphertext (the Signal message bytes).
     pub ciphertext: Vec<u8>,
     /// `count`: how many times the sender re-sent this after retry receipts (0 when
-    /// absent).
+    /// absent or unreadable, at most [`MAX_ENC_COUNT`]).
     pub count: u32,
     /// `decrypt-fail="hide"`: the UI shows no placeholder when it fails.
     pub hide_fail: bool,
@@ -348,19 +348,12 @@ impl Envelope {
                     ciphertext.len()
                 )));
             }
-            let count = match enc.get_attr("count").map(|v| v.to_text()) {
-                None => 0,
-                Some(c) => c
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|c| *c <= MAX_ENC_COUNT)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "count {:?} (0..={MAX_ENC_COUNT} expected)",
-                            c.chars().take(16).collect::<String>()
-                        ))
-                    })?,
-            };
+            // Informational only: an unreadable count must not cost the message.
+            let count = enc
+                .get_attr("count")
+                .and_then(|v| v.to_text().parse::<u32>().ok())
+                .unwrap_or(0)
+                .min(MAX_ENC_COUNT);
             let media_type = text_attr(enc, "mediatype").map_err(|e| bad(e.to_string()))?;
             parts.push(EncPart {
                 enc_type,
@@ -730,15 +723,23 @@ mod tests {
             )
             .is_err()
         );
-        assert!(
-            with_enc(
-                Node::new("enc")
-                    .attr("type", "msg")
-                    .attr("count", "-1")
-                    .with_bytes(vec![1])
-            )
-            .is_err()
-        );
+        // An unreadable count is taken as 0, a huge one is capped.
+        let env = with_enc(
+            Node::new("enc")
+                .attr("type", "msg")
+                .attr("count", "-1")
+                .with_bytes(vec![1]),
+        )
+        .unwrap();
+        assert_eq!(env.parts[0].count, 0);
+        let env = with_enc(
+            Node::new("enc")
+                .attr("type", "msg")
+                .attr("count", "99999")
+                .with_bytes(vec![1]),
+        )
+        .unwrap();
+        assert_eq!(env.parts[0].count, MAX_ENC_COUNT);
         assert!(
             with_enc(
                 Node::new("enc")
