@@ -906,6 +906,80 @@ mod tests {
         assert_eq!(keys.device_identity.as_deref(), Some(&b"adv"[..]));
     }
 
+    const REASONS: [RetryReason; 9] = [
+        RetryReason::Unknown,
+        RetryReason::NoSession,
+        RetryReason::InvalidKey,
+        RetryReason::InvalidKeyId,
+        RetryReason::InvalidMessage,
+        RetryReason::InvalidSignature,
+        RetryReason::FutureMessage,
+        RetryReason::BadMac,
+        RetryReason::InvalidSession,
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever we put in a retry receipt, the send pipeline reads back once the
+        /// server has forwarded it (and the stanza survives the binary codec).
+        #[test]
+        fn retry_receipts_round_trip(
+            id in "[0-9A-F]{1,40}",
+            t in 0i64..=4_102_444_800,
+            count in 1u32..=MAX_ENC_COUNT,
+            reason in 0usize..9,
+            registration_id in proptest::prelude::any::<u32>(),
+            prekey_id in 1u32..=crate::signal::identity::MAX_PREKEY_ID,
+            with_keys in proptest::prelude::any::<bool>(),
+            device in 0u16..100,
+        ) {
+            let rng = &mut rand::rngs::StdRng::seed_from_u64(u64::from(prekey_id));
+            let identity = crate::signal::LocalIdentity::generate(rng);
+            let prekey = crate::signal::generate_prekeys(prekey_id, 1, rng).remove(0);
+            let signed = SignedPreKeyRecord::generate(&identity.key_pair, 9, 0, rng);
+            let message = group_message().attr("id", id.as_str()).attr("t", t.to_string());
+            let receipt = retry_receipt(&message, &RetryRequest {
+                count,
+                reason: REASONS[reason],
+                registration_id,
+                keys: with_keys.then_some(RetryKeys {
+                    identity: identity.public_key(),
+                    prekey: &prekey,
+                    signed_prekey: &signed,
+                    device_identity: b"adv",
+                }),
+            }).unwrap();
+            let mut forwarded = crate::binary::unmarshal(&crate::binary::marshal(&receipt).unwrap()).unwrap();
+            let me = Jid::new_ad("88880000", device, "lid");
+            forwarded.attrs.remove("to");
+            forwarded.attrs.set("from", message.attr_jid("from").unwrap().clone());
+            forwarded.attrs.set("participant", me.clone());
+            let parsed = super::super::retry_receipt::parse_retry_receipt(&forwarded).unwrap();
+            proptest::prop_assert_eq!(parsed.device, me);
+            proptest::prop_assert_eq!(parsed.message_id, id);
+            proptest::prop_assert_eq!(parsed.count, count);
+            proptest::prop_assert_eq!(parsed.message_time, Some(t));
+            proptest::prop_assert_eq!(
+                parsed.reason,
+                (reason != 0).then_some(REASONS[reason] as u32)
+            );
+            proptest::prop_assert_eq!(parsed.registration_id, registration_id);
+            proptest::prop_assert_eq!(
+                parsed.keys.map(|k| k.bundle),
+                with_keys.then(|| crate::signal::PreKeyBundle::from_local(
+                    &crate::signal::LocalIdentity {
+                        key_pair: identity.key_pair.clone(),
+                        registration_id,
+                    },
+                    u32::from(device),
+                    &signed,
+                    Some(&prekey),
+                ))
+            );
+        }
+    }
+
     #[test]
     fn retry_reasons() {
         assert_eq!(RetryReason::of(&SignalError::BadMac), RetryReason::BadMac);
