@@ -324,3 +324,57 @@ async fn retry_receipts_stop_after_the_limit() {
     assert!(is_ack(&conn.next_about("3EB0GARBLED").await));
     client.disconnect().await;
 }
+
+#[tokio::test]
+async fn a_redelivery_after_a_restart_finds_its_plaintext_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("receive.db");
+    let local = LocalDevice::fixed();
+    let server = Server::start().await;
+    let mut rng = StdRng::seed_from_u64(31);
+    let group = jid(SEED_GROUP);
+    let mut member = Member::new(jid("70000005:1@lid"), None, &mut rng);
+    member
+        .start_session(&local.bundle(Some(1)), &mut rng)
+        .unwrap();
+    let stanza = member
+        .group_stanza(
+            &group,
+            "3EB0DISK",
+            &text_with_secret("kept", [3; 32]),
+            true,
+            &mut rng,
+        )
+        .unwrap();
+    for run in 0..2 {
+        let store: Arc<dyn Store> =
+            Arc::new(waevent::store::SqliteStore::open(&path).await.unwrap());
+        if run == 0 {
+            store.commit_batch(local.batch()).await.unwrap();
+        }
+        let (client, _events) = Client::new(store.clone(), server.config());
+        let (connected, mut conn) = tokio::join!(client.connect(), server.accept());
+        connected.unwrap();
+        conn.login().await;
+        client
+            .wait_for_state(ConnectionState::LoggedIn, WAIT)
+            .await
+            .unwrap();
+        // The second time the ratchet and the prekey are gone: only the stored
+        // plaintext can answer it.
+        let outcome = MessageHandler::new().handle_message(&client, &stanza).await;
+        let redelivered = if run == 0 { 0 } else { 2 };
+        assert_eq!(
+            outcome,
+            MessageOutcome::Delivered {
+                delivered: 1,
+                redelivered,
+                duplicates: 0,
+                changed_identities: vec![],
+            },
+            "run {run}"
+        );
+        expect_delivered(&mut conn, "3EB0DISK").await;
+        client.disconnect().await;
+    }
+}
