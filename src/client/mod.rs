@@ -27,7 +27,9 @@
 //! The pure protocol steps live in sans-IO submodules with their own tests:
 //! [`pairing`] (QR strings, ADV checks and signature), [`pair_code`] (8-character code,
 //! key wrapping and derivations), [`prekeys`] (`encrypt` IQs), [`stanza`] (success,
-//! failure, stream errors, acks), [`backoff`].
+//! failure, stream errors, acks), [`backoff`]; for received messages [`envelope`]
+//! (`<message>` parsing, delivery and retry receipts) and [`decrypt`] (Signal
+//! decryption into one store batch), driven by [`receive::MessageHandler`].
 
 pub mod backoff;
 pub mod call_link;
