@@ -677,6 +677,32 @@ impl SimServer {
         self.with_world(|w| w.member_send_card(group, member, card, &mut OsRng))
     }
 
+    /// What simulated device `device` made of message `message_id` in `chat`.
+    pub fn device_view(&self, device: &Jid, chat: &Jid, message_id: &str) -> Option<DeviceView> {
+        self.with_world(|w| w.device_view(device, chat, message_id))
+    }
+
+    /// The last stanzas the server routed to simulated device `device`, oldest first
+    /// (bounded: [`super::phones::MAX_CAPTURES`]).
+    pub fn captured_stanzas(&self, device: &Jid) -> Vec<Node> {
+        self.with_world(|w| w.captured_stanzas(device))
+    }
+
+    /// Retry on demand: simulated device `device` forgets its session with `sender` (a
+    /// device JID) and every sender key of it, so the next message from `sender` fails
+    /// to decrypt and the device sends a retry receipt (with `<keys>`); it then decrypts
+    /// the single-device resend. Returns false for a device that is not simulated or an
+    /// unknown sender.
+    pub fn forget_sender(&self, device: &Jid, sender: &Jid) -> bool {
+        self.with_world(|w| w.forget_sender(device, sender))
+    }
+
+    /// Devices whose delivery receipts for `message_id` reached simulated device
+    /// `device` (the sender).
+    pub fn delivered_to(&self, device: &Jid, message_id: &str) -> Vec<Jid> {
+        self.with_world(|w| w.delivered_to(device, message_id))
+    }
+
     /// Adds `member` (an existing account) to `group` (a `w:gp2` add notification goes
     /// to every member device).
     pub fn add_member(&self, group: &Jid, member: &Jid) -> Result<(), SimError> {

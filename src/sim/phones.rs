@@ -979,6 +979,14 @@ impl World {
         }
     }
 
+    /// A copy of the private keys of a simulated device as they are now (tests hand them
+    /// to an independent implementation; one-time prekeys are deleted once used, so take
+    /// the copy before the message arrives).
+    pub fn simulated_device_keys(&self, device: &Jid) -> Option<SimulatedKeys> {
+        let account = self.account_key(device)?;
+        self.simulated_keys(&account, device.device).cloned()
+    }
+
     /// What every simulated device made of message `message_id` in `group`, sorted by
     /// device.
     pub fn group_views(&self, group: &Jid, message_id: &str) -> Result<Vec<DeviceView>, SimError> {

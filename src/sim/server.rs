@@ -184,7 +184,10 @@ impl SimServer {
             config,
             shutdown,
         });
-        let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
+        // Subscribe before spawning: a shutdown sent before the task first runs (a
+        // test that never yields) must still stop it.
+        let stop = shared.shutdown.subscribe();
+        let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), stop));
         Ok(SimServer {
             shared,
             addr,
@@ -491,8 +494,11 @@ impl SimPhone {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
