@@ -13,17 +13,22 @@
 #![cfg(feature = "sim")]
 
 mod common;
+mod sim_util;
 
 use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
+use sim_util::{Keys, RawClient, iq};
 use waevent::binary::Node;
 use waevent::event::{EventCard, RsvpResponse};
 use waevent::jid::Jid;
 use waevent::signal::curve::{KeyPair, PrivateKey};
 use waevent::signal::identity::{LocalIdentity, SignedPreKeyRecord};
+use waevent::signal::message::PreKeySignalMessage;
+use waevent::signal::padding::unpad;
+use waevent::signal::{PreKeys, SenderKeyRecord, SessionRecord, decrypt_prekey, group};
 use waevent::sim::routing::Origin;
 use waevent::sim::stanza::attr_text;
 use waevent::sim::{
@@ -342,5 +347,181 @@ async fn a_card_encrypted_by_npm_libsignal_is_decrypted_by_a_simulated_member() 
     let got = view.card.unwrap();
     assert_eq!(got.name(), "From node");
     assert_eq!(got.start_time(), 1_900_000_000);
+    sim.shutdown().await;
+}
+
+/// A raw client (no waevent client code) over the simulator's real socket: group info,
+/// usync, a group send acked before the simulated members' retry receipts arrive, and a
+/// member's card delivered to it and decrypted with the crate's Signal primitives.
+#[tokio::test]
+async fn a_raw_client_in_a_group_over_the_socket() {
+    use prost::Message as _;
+    let sim = SimServer::start(SimConfig::default()).await.unwrap();
+    let account = sim.create_account("15550004444");
+    let keys = Keys::generate();
+    let me = sim
+        .inject_device(&account.pn(), keys.device_registration())
+        .unwrap();
+    let group = sim
+        .create_group(GroupSpec {
+            subject: "Socket".into(),
+            accounts: vec![account.lid()],
+            simulated_members: 40,
+            devices_per_member: 1..=3,
+            addressing: GroupAddressing::Lid,
+        })
+        .unwrap();
+    let mut c = RawClient::connect(
+        &sim.url(),
+        sim.trust_root(),
+        &keys.noise,
+        &keys.login_payload(&me),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.recv().await.unwrap().tag, "success");
+    let r = c.iq(iq("passive", "set", vec![Node::new("active")])).await;
+    assert_eq!(r.attr_str("type"), Some("result"));
+
+    // Group info over the socket.
+    let info = c
+        .iq(Node::new("iq")
+            .attr("to", &group)
+            .attr("xmlns", "w:g2")
+            .attr("type", "get")
+            .child(Node::new("query").attr("request", "interactive")))
+        .await;
+    let g = info.child_by_tag("group").expect("group node");
+    assert_eq!(g.attr_str("addressing_mode"), Some("lid"));
+    let participants: Vec<Jid> = g
+        .children_by_tag("participant")
+        .filter_map(|p| p.attr_jid("jid").cloned())
+        .collect();
+    assert_eq!(participants.len(), 41);
+    assert_eq!(participants[0], account.lid());
+
+    // usync for every participant; the device set and phash match the server's.
+    let users = participants
+        .iter()
+        .map(|p| Node::new("user").attr("jid", p))
+        .collect();
+    let r = c
+        .iq(iq(
+            "usync",
+            "get",
+            vec![
+                Node::new("usync")
+                    .attr("sid", "1")
+                    .attr("mode", "query")
+                    .attr("last", "true")
+                    .attr("index", "0")
+                    .attr("context", "message")
+                    .with_children(vec![
+                        Node::new("query").child(Node::new("devices").attr("version", "2")),
+                        Node::new("list").with_children(users),
+                    ]),
+            ],
+        ))
+        .await;
+    let mut devices = Vec::new();
+    for user in r
+        .child_by_tag("usync")
+        .and_then(|u| u.child_by_tag("list"))
+        .unwrap()
+        .children_by_tag("user")
+    {
+        let jid = user.attr_jid("jid").unwrap().clone();
+        for d in user
+            .child_by_tag("devices")
+            .and_then(|d| d.child_by_tag("device-list"))
+            .unwrap()
+            .children_by_tag("device")
+        {
+            let id: u16 = d.attr_str("id").unwrap().parse().unwrap();
+            devices.push(jid.with_device(id));
+        }
+    }
+    let phash = waevent::sim::groups::participant_hash(&devices);
+    assert_eq!(phash, sim.group_phash(&group).unwrap());
+
+    // A group send with an skmsg nobody can read: the ack comes first, then a retry
+    // receipt from every simulated device.
+    let send = Node::new("message")
+        .attr("id", "3EB0SOCKET")
+        .attr("to", &group)
+        .attr("type", "text")
+        .attr("phash", phash.as_str())
+        .child(
+            Node::new("enc")
+                .attr("v", "2")
+                .attr("type", "skmsg")
+                .with_bytes(vec![0x33, 8, 1]),
+        );
+    c.send(&send).await;
+    let ack = c.recv_skip_ib().await.unwrap();
+    assert_eq!(ack.tag, "ack");
+    assert_eq!(ack.attr_str("class"), Some("message"));
+    assert_eq!(ack.get_attr("error"), None);
+    let mut retries = 0;
+    while retries < devices.len() - 1 {
+        let n = c.recv_skip_ib().await.expect("retry receipts");
+        if n.tag == "receipt" && n.attr_str("type") == Some("retry") {
+            assert!(n.child_by_tag("keys").is_some());
+            retries += 1;
+        }
+    }
+
+    // A member's card reaches the raw client as a pkmsg (SKDM) + skmsg it decrypts.
+    let members = sim.group_members(&group).unwrap();
+    let c2 = card("To the socket");
+    let id = sim
+        .member_send_card(&group, &members[5], &c2)
+        .await
+        .unwrap();
+    let msg = loop {
+        let n = c.recv_skip_ib().await.expect("the card");
+        if n.tag == "message" {
+            break n;
+        }
+    };
+    assert_eq!(msg.attr_str("id"), Some(id.as_str()));
+    assert_eq!(
+        msg.attr_jid("participant"),
+        Some(&members[5].with_device(0))
+    );
+    let enc = |kind: &str| {
+        msg.children_by_tag("enc")
+            .find(|e| e.attr_str("type") == Some(kind))
+            .and_then(Node::bytes)
+            .unwrap()
+            .to_vec()
+    };
+    let pk = PreKeySignalMessage::deserialize(&enc("pkmsg")).unwrap();
+    let mut session = SessionRecord::new();
+    let opened = decrypt_prekey(
+        &mut session,
+        &keys.identity,
+        &pk,
+        PreKeys {
+            signed: Some(&keys.signed_prekey),
+            one_time: None,
+        },
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    let skdm_msg = waevent::proto::e2e::Message::decode(unpad(&opened.plaintext).unwrap()).unwrap();
+    let skdm = skdm_msg.sender_key_distribution_message.unwrap();
+    assert_eq!(skdm.group_id.as_deref(), Some(group.to_string().as_str()));
+    let dist = waevent::signal::SenderKeyDistributionMessage::deserialize(
+        skdm.axolotl_sender_key_distribution_message
+            .as_deref()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut record = SenderKeyRecord::new();
+    group::process_distribution_message(&mut record, &dist);
+    let plain = group::decrypt(&mut record, &enc("skmsg")).unwrap();
+    let content = waevent::proto::e2e::Message::decode(unpad(&plain).unwrap()).unwrap();
+    assert_eq!(EventCard::from_message(&content).unwrap(), c2);
     sim.shutdown().await;
 }

@@ -558,23 +558,30 @@ impl World {
     /// world operation that can route something ends with it.
     pub fn settle(&mut self) {
         let mut steps = 0usize;
-        loop {
-            while let Some((account, device, node)) = self.in_world.pop_front() {
-                steps += 1;
-                if steps > MAX_IN_WORLD_STEPS {
-                    tracing::warn!(
-                        "sim: in-world delivery loop cut after {MAX_IN_WORLD_STEPS} steps"
-                    );
-                    self.in_world.clear();
-                    return;
-                }
-                self.phone_receive(&account, device, node);
-            }
-            if self.pending_receipts.is_empty() {
+        while self.settle_steps(1024) {
+            steps += 1024;
+            if steps > MAX_IN_WORLD_STEPS {
+                tracing::warn!("sim: in-world delivery loop cut after {MAX_IN_WORLD_STEPS} steps");
+                self.in_world.clear();
+                self.pending_receipts.clear();
                 return;
             }
+        }
+    }
+
+    /// Processes at most `max` in-world deliveries; when the queue is empty, sends the
+    /// grouped delivery receipts. Returns true while work is left.
+    pub fn settle_steps(&mut self, max: usize) -> bool {
+        for _ in 0..max.max(1) {
+            let Some((account, device, node)) = self.in_world.pop_front() else {
+                break;
+            };
+            self.phone_receive(&account, device, node);
+        }
+        if self.in_world.is_empty() && !self.pending_receipts.is_empty() {
             self.flush_receipts();
         }
+        !self.in_world.is_empty() || !self.pending_receipts.is_empty()
     }
 
     /// `<call to="@call"><link_create media/></call>` → the link token; other call
