@@ -35,7 +35,7 @@ use crate::signal::identity::{LocalIdentity, SignedPreKeyRecord, generate_prekey
 /// participants; a little headroom for tests that go past it).
 pub const MAX_SIMULATED_MEMBERS: usize = 2_048;
 /// One-time prekeys each simulated member device publishes up front; fetches refill the
-/// pool one key at a time (see [`World::refill_simulated_prekeys`]), so creating
+/// pool one key at a time (`World::refill_simulated_prekeys`), so creating
 /// thousands of devices stays fast.
 pub const MEMBER_PREKEYS: u32 = 2;
 

@@ -348,16 +348,15 @@ impl World {
                     let one_time = message.prekey_id().and_then(|id| keys.prekeys.get(&id));
                     let signed = (keys.signed_prekey.id == message.signed_prekey_id())
                         .then_some(&keys.signed_prekey);
-                    let mut trial = record.clone();
+                    // Transactional: a failed decrypt leaves the record as it was.
                     let out = decrypt_prekey(
-                        &mut trial,
+                        record,
                         &keys.identity,
                         &message,
                         PreKeys { signed, one_time },
                         &mut OsRng,
                     )
                     .map_err(|e| signal_error("pkmsg", e))?;
-                    *record = trial;
                     opened.consumed_prekey = out.consumed_prekey_id;
                     out.plaintext
                 }

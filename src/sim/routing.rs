@@ -961,6 +961,61 @@ mod tests {
     }
 
     #[test]
+    fn direct_messages_fan_out_to_the_peer_and_own_devices_only() {
+        let mut w = World::new(SimConfig::default());
+        let me = w.create_account("15550001111").pn.clone();
+        let (client, conn) = real_client(&mut w, &me, true);
+        let conn = conn.unwrap();
+        let peer = w.create_account("15550002222").pn.clone();
+        let stranger = w.create_account("15550003333").pn.clone();
+        w.take_effects();
+        let enc = || {
+            Node::new("enc")
+                .attr("v", "2")
+                .attr("type", "pkmsg")
+                .with_bytes(vec![0x33, 1])
+        };
+        let to = |jid: Jid| Node::new("to").attr("jid", jid).child(enc());
+        let msg = Node::new("message")
+            .attr("id", "3EB0DM")
+            .attr("to", &peer)
+            .attr("type", "text")
+            .child(Node::new("participants").with_children(vec![
+                to(peer.with_device(0)),
+                to(me.with_device(0)),
+                to(client.clone()),
+                to(stranger.with_device(0)),
+            ]));
+        w.on_node(conn, msg, Instant::now());
+        let sent = sent_to(&w.take_effects(), conn);
+        assert_eq!(sent[0].tag, "ack");
+        assert_eq!(sent[0].get_attr("error"), None);
+        let at_peer = w.captured_stanzas(&peer.with_device(0));
+        assert_eq!(at_peer.len(), 1);
+        assert_eq!(attr_jid(&at_peer[0], "from"), Some(client.clone()));
+        assert_eq!(at_peer[0].get_attr("recipient"), None);
+        let at_own = w.captured_stanzas(&me.with_device(0));
+        assert_eq!(at_own.len(), 1);
+        assert_eq!(attr_jid(&at_own[0], "recipient"), Some(peer.clone()));
+        // Not the stranger, not the sending device itself.
+        assert!(w.captured_stanzas(&stranger.with_device(0)).is_empty());
+        // Both phones failed on the garbage and asked the client for a retry.
+        let retries = sent
+            .iter()
+            .filter(|n| n.tag == "receipt" && n.attr_str("type") == Some("retry"))
+            .count();
+        assert_eq!(retries, 2);
+        // Unknown recipient: 404.
+        let lost = Node::new("message")
+            .attr("id", "3EB0LOST")
+            .attr("to", Jid::pn_user("19999"))
+            .child(enc());
+        w.on_node(conn, lost, Instant::now());
+        let sent = sent_to(&w.take_effects(), conn);
+        assert_eq!(sent[0].attr_str("error"), Some("404"));
+    }
+
+    #[test]
     fn link_create_gets_a_token_in_whatsapp_rusts_ack_shape() {
         let mut w = World::new(SimConfig::default());
         let me = w.create_account("15550001111").lid.clone();
