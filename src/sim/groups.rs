@@ -642,14 +642,11 @@ impl SimServer {
     }
 
     /// What every simulated member device made of message `message_id` in `group`
-    /// (devices that have not received it yet are missing). Finishes whatever
-    /// simulated devices still have to process first, so a test that got its ack can
-    /// look right away.
+    /// (devices that have not received it yet are missing). Like every `SimServer`
+    /// accessor it first finishes what simulated devices still had to process, so a
+    /// test that got its ack can look right away.
     pub fn group_views(&self, group: &Jid, message_id: &str) -> Result<Vec<DeviceView>, SimError> {
-        self.with_world(|w| {
-            w.settle();
-            w.group_views(group, message_id)
-        })
+        self.with_world(|w| w.group_views(group, message_id))
     }
 
     /// Makes simulated member `member` answer event `event_id` (which its devices
@@ -684,19 +681,13 @@ impl SimServer {
 
     /// What simulated device `device` made of message `message_id` in `chat`.
     pub fn device_view(&self, device: &Jid, chat: &Jid, message_id: &str) -> Option<DeviceView> {
-        self.with_world(|w| {
-            w.settle();
-            w.device_view(device, chat, message_id)
-        })
+        self.with_world(|w| w.device_view(device, chat, message_id))
     }
 
     /// The last stanzas the server routed to simulated device `device`, oldest first
     /// (bounded: [`super::phones::MAX_CAPTURES`]).
     pub fn captured_stanzas(&self, device: &Jid) -> Vec<Node> {
-        self.with_world(|w| {
-            w.settle();
-            w.captured_stanzas(device)
-        })
+        self.with_world(|w| w.captured_stanzas(device))
     }
 
     /// Retry on demand: simulated device `device` forgets its session with `sender` (a
@@ -711,10 +702,7 @@ impl SimServer {
     /// Devices whose delivery receipts for `message_id` reached simulated device
     /// `device` (the sender).
     pub fn delivered_to(&self, device: &Jid, message_id: &str) -> Vec<Jid> {
-        self.with_world(|w| {
-            w.settle();
-            w.delivered_to(device, message_id)
-        })
+        self.with_world(|w| w.delivered_to(device, message_id))
     }
 
     /// Adds `member` (an existing account) to `group` (a `w:gp2` add notification goes

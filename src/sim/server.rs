@@ -387,9 +387,14 @@ impl SimServer {
         self.shared.with_world(|w, _| w.protocol_errors())
     }
 
-    /// Runs `f` on the world (for tests that need more than the methods above).
+    /// Runs `f` on the world (for tests that need more than the methods above), after
+    /// finishing whatever simulated devices still had to process (a client's stanza is
+    /// acked before the simulated members decrypt it), so `f` sees a settled world.
     pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        self.shared.with_world(|w, _| f(w))
+        self.shared.with_world(|w, _| {
+            w.settle();
+            f(w)
+        })
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
