@@ -679,6 +679,18 @@ impl SimServer {
         self.with_world(|w| w.member_send_card(group, member, card, &mut OsRng))
     }
 
+    /// Makes simulated member `member` edit (or cancel, with a canceled card) event
+    /// `event_id` it created; returns the edit's message id.
+    pub async fn member_edit_card(
+        &self,
+        group: &Jid,
+        member: &Jid,
+        event_id: &str,
+        card: &EventCard,
+    ) -> Result<String, SimError> {
+        self.with_world(|w| w.member_edit_card(group, member, event_id, card, &mut OsRng))
+    }
+
     /// What simulated device `device` made of message `message_id` in `chat`.
     pub fn device_view(&self, device: &Jid, chat: &Jid, message_id: &str) -> Option<DeviceView> {
         self.with_world(|w| w.device_view(device, chat, message_id))

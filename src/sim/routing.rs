@@ -789,6 +789,52 @@ mod tests {
     }
 
     #[test]
+    fn edits_and_cancels_from_the_creator_reach_every_device() {
+        let mut w = World::new(SimConfig::default());
+        let (g, members) = group_of(&mut w, 4, 1..=2, GroupAddressing::Lid, vec![]);
+        let rng = &mut StdRng::seed_from_u64(8);
+        let original = card("Lunch");
+        let id = w.member_send_card(&g, &members[0], &original, rng).unwrap();
+        let moved = original
+            .to_builder()
+            .name("Lunch (moved)")
+            .start_unix(1_900_007_200)
+            .build()
+            .unwrap();
+        let eid = w
+            .member_edit_card(&g, &members[0], &id, &moved, rng)
+            .unwrap();
+        let views = w.group_views(&g, &eid).unwrap();
+        assert!(!views.is_empty());
+        for v in &views {
+            assert_eq!(v.error, None, "{}", v.device);
+            assert_eq!(v.edit_of.as_deref(), Some(id.as_str()));
+            assert_eq!(v.card.as_ref(), Some(&moved));
+        }
+        let stanza = w
+            .captured_stanzas(&members[1].with_device(0))
+            .into_iter()
+            .find(|n| n.attr_str("id") == Some(eid.as_str()))
+            .unwrap();
+        assert_eq!(stanza.attr_str("edit"), Some("1"));
+        assert_eq!(
+            stanza.child_by_tag("meta").unwrap().attr_str("event_type"),
+            Some("edit")
+        );
+        let cid = w
+            .member_edit_card(&g, &members[0], &id, &moved.to_canceled(), rng)
+            .unwrap();
+        for v in w.group_views(&g, &cid).unwrap() {
+            assert!(v.card.unwrap().is_canceled());
+        }
+        // Only the creator edits.
+        assert!(matches!(
+            w.member_edit_card(&g, &members[1], &id, &moved, rng),
+            Err(SimError::Member(_))
+        ));
+    }
+
+    #[test]
     fn client_messages_are_checked_for_membership_and_phash_and_fanned_out() {
         let mut w = World::new(SimConfig::default());
         let me = w.create_account("15550001111").lid.clone();
