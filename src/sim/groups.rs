@@ -35,7 +35,7 @@ use crate::signal::identity::{LocalIdentity, SignedPreKeyRecord, generate_prekey
 /// participants; a little headroom for tests that go past it).
 pub const MAX_SIMULATED_MEMBERS: usize = 2_048;
 /// One-time prekeys each simulated member device publishes up front; fetches refill the
-/// pool one key at a time (see [`World::refill_simulated_prekeys`]), so creating
+/// pool one key at a time (`World::refill_simulated_prekeys`), so creating
 /// thousands of devices stays fast.
 pub const MEMBER_PREKEYS: u32 = 2;
 
@@ -642,7 +642,9 @@ impl SimServer {
     }
 
     /// What every simulated member device made of message `message_id` in `group`
-    /// (devices that have not received it yet are missing).
+    /// (devices that have not received it yet are missing). Like every `SimServer`
+    /// accessor it first finishes what simulated devices still had to process, so a
+    /// test that got its ack can look right away.
     pub fn group_views(&self, group: &Jid, message_id: &str) -> Result<Vec<DeviceView>, SimError> {
         self.with_world(|w| w.group_views(group, message_id))
     }
@@ -675,6 +677,44 @@ impl SimServer {
         card: &EventCard,
     ) -> Result<String, SimError> {
         self.with_world(|w| w.member_send_card(group, member, card, &mut OsRng))
+    }
+
+    /// Makes simulated member `member` edit (or cancel, with a canceled card) event
+    /// `event_id` it created; returns the edit's message id.
+    pub async fn member_edit_card(
+        &self,
+        group: &Jid,
+        member: &Jid,
+        event_id: &str,
+        card: &EventCard,
+    ) -> Result<String, SimError> {
+        self.with_world(|w| w.member_edit_card(group, member, event_id, card, &mut OsRng))
+    }
+
+    /// What simulated device `device` made of message `message_id` in `chat`.
+    pub fn device_view(&self, device: &Jid, chat: &Jid, message_id: &str) -> Option<DeviceView> {
+        self.with_world(|w| w.device_view(device, chat, message_id))
+    }
+
+    /// The last stanzas the server routed to simulated device `device`, oldest first
+    /// (bounded: [`super::phones::MAX_CAPTURES`]).
+    pub fn captured_stanzas(&self, device: &Jid) -> Vec<Node> {
+        self.with_world(|w| w.captured_stanzas(device))
+    }
+
+    /// Retry on demand: simulated device `device` forgets its session with `sender` (a
+    /// device JID) and every sender key of it, so the next message from `sender` fails
+    /// to decrypt and the device sends a retry receipt (with `<keys>`); it then decrypts
+    /// the single-device resend. Returns false for a device that is not simulated or an
+    /// unknown sender.
+    pub fn forget_sender(&self, device: &Jid, sender: &Jid) -> bool {
+        self.with_world(|w| w.forget_sender(device, sender))
+    }
+
+    /// Devices whose delivery receipts for `message_id` reached simulated device
+    /// `device` (the sender).
+    pub fn delivered_to(&self, device: &Jid, message_id: &str) -> Vec<Jid> {
+        self.with_world(|w| w.delivered_to(device, message_id))
     }
 
     /// Adds `member` (an existing account) to `group` (a `w:gp2` add notification goes
