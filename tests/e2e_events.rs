@@ -15,7 +15,8 @@
 //!   received) cannot decrypt.
 //! * `device_that_lost_its_session_recovers_through_a_retry_receipt`.
 //! * `rsvp_to_a_card_a_member_sent` — we answer a card a simulated member sent, and
-//!   its devices decrypt our RSVP.
+//!   its devices decrypt our RSVP; the member's edit and cancellation reach us.
+//! * `typing_delay_quote_and_private_reply` — `SendOptions` over the wire.
 
 #![cfg(all(feature = "sim", feature = "sqlite"))]
 
@@ -831,6 +832,156 @@ async fn rsvp_to_a_card_a_member_sent() {
             .to_string()
             .contains("only its creator")
     );
+    // The creator edits and cancels it: both arrive decrypted and replace the card.
+    let moved = card
+        .to_builder()
+        .name("Member's party (moved)")
+        .build()
+        .unwrap();
+    p.sim
+        .member_edit_card(&group, &creator, &card_id, &moved)
+        .await
+        .unwrap();
+    match p
+        .activity("the member's edit", |a| {
+            matches!(a, IncomingEvent::EventEdited { .. })
+        })
+        .await
+    {
+        IncomingEvent::EventEdited {
+            event_id,
+            editor,
+            card: c,
+            ..
+        } => {
+            assert_eq!(event_id, card_id);
+            assert_eq!(editor, creator);
+            assert_eq!(c, moved);
+        }
+        _ => unreachable!(),
+    }
+    p.sim
+        .member_edit_card(&group, &creator, &card_id, &moved.to_canceled())
+        .await
+        .unwrap();
+    p.activity(
+        "the member's cancellation",
+        |a| matches!(a, IncomingEvent::EventCanceled { event_id, .. } if *event_id == card_id),
+    )
+    .await;
+    let stored = p.store.load_event(&group, &card_id).await.unwrap().unwrap();
+    let stored =
+        EventCard::from_event_message(&e2e::EventMessage::decode(&stored.card[..]).unwrap())
+            .unwrap();
+    assert_eq!(stored, moved.to_canceled());
+    assert!(
+        p.sim.protocol_errors().is_empty(),
+        "{:?}",
+        p.sim.protocol_errors()
+    );
+    p.client.disconnect().await;
+    p.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_delay_quote_and_private_reply() {
+    let mut p = paired("5511999990106").await;
+    let (group, members) = p.group(3, 1..=2);
+    let receivers = p.receivers(&group);
+    let author = members[0].clone();
+    let card = full_card("Quoted")
+        .to_builder()
+        .join_link("https://call.whatsapp.com/video/Tok3n")
+        .build()
+        .unwrap();
+    let quoted = p
+        .sim
+        .member_send_card(&group, &author, &card)
+        .await
+        .unwrap();
+    p.activity("the member's card", |a| {
+        matches!(a, IncomingEvent::EventCard { .. })
+    })
+    .await;
+
+    // "typing…" for 400 ms, then the card, quoting the member's card.
+    let started = Instant::now();
+    let reply = p
+        .client
+        .send_event(
+            &group,
+            &full_card("Reply"),
+            &SendOptions {
+                reply_to: Some(quoted.clone()),
+                typing_delay: Some(Duration::from_millis(400)),
+                source: Some("e2e".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let views = p.views(&group, &reply.message_id, receivers.len()).await;
+    assert!(
+        views
+            .iter()
+            .all(|v| v.card.as_ref().map(EventCard::name) == Some("Reply"))
+    );
+
+    // A private reply goes to the author's own chat, not to the group.
+    let private = p
+        .client
+        .send_event(
+            &group,
+            &full_card("Just for you"),
+            &SendOptions {
+                reply_to: Some(quoted.clone()),
+                reply_private: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let author_devices: Vec<Jid> = receivers
+        .iter()
+        .filter(|d| d.to_non_ad() == author)
+        .cloned()
+        .collect();
+    let start = Instant::now();
+    loop {
+        let got: Vec<_> = author_devices
+            .iter()
+            .filter_map(|d| {
+                [p.phone.lid(), p.phone.pn(), author.clone()]
+                    .iter()
+                    .find_map(|chat| p.sim.device_view(d, chat, &private.message_id))
+            })
+            .collect();
+        if got.len() == author_devices.len() {
+            assert!(
+                got.iter()
+                    .all(|v| v.card.as_ref().map(EventCard::name) == Some("Just for you")),
+                "{got:?}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the author's devices got {got:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        p.sim
+            .group_views(&group, &private.message_id)
+            .unwrap()
+            .is_empty(),
+        "the private reply did not go to the group"
+    );
+    let stored = p
+        .store
+        .load_event(&author, &private.message_id)
+        .await
+        .unwrap()
+        .expect("the private card is stored under the author's chat");
+    assert!(stored.from_me);
     assert!(
         p.sim.protocol_errors().is_empty(),
         "{:?}",
