@@ -41,6 +41,8 @@ pub mod envelope;
 mod error;
 mod events;
 mod events_api;
+#[doc(hidden)]
+pub mod events_fuzz;
 pub mod fanout_notifications;
 #[doc(hidden)]
 pub mod fuzz_support;
