@@ -39,7 +39,9 @@ async fn setup(members: usize) -> (SimServer, Client, Jid) {
     config.iq_timeout = Duration::from_secs(10);
     let (client, mut events) = Client::new(Arc::new(MemoryStore::new()), config);
     client.connect().await.expect("connect");
-    let Event::PairingQr { code, .. } = next(&mut events, |e| matches!(e, Event::PairingQr { .. })).await else {
+    let Event::PairingQr { code, .. } =
+        next(&mut events, |e| matches!(e, Event::PairingQr { .. })).await
+    else {
         unreachable!()
     };
     phone.scan_qr(&code).await.expect("scan");
@@ -84,19 +86,22 @@ fn warm_send(c: &mut Criterion) {
             },
         ))
         .expect("cold send");
-        group.bench_function(format!("warm_send_message_roundtrip_{members}_members"), |b| {
-            b.iter(|| {
-                let (message, _) = card.to_message(&mut OsRng);
-                rt.block_on(client.send_message(
-                    &chat,
-                    OutgoingMessage {
-                        message,
-                        ..OutgoingMessage::default()
-                    },
-                ))
-                .expect("warm send")
-            })
-        });
+        group.bench_function(
+            format!("warm_send_message_roundtrip_{members}_members"),
+            |b| {
+                b.iter(|| {
+                    let (message, _) = card.to_message(&mut OsRng);
+                    rt.block_on(client.send_message(
+                        &chat,
+                        OutgoingMessage {
+                            message,
+                            ..OutgoingMessage::default()
+                        },
+                    ))
+                    .expect("warm send")
+                })
+            },
+        );
         rt.block_on(client.disconnect());
         rt.block_on(sim.shutdown());
     }

@@ -292,7 +292,11 @@ impl Client {
                     forget.extend(
                         f.devices()
                             .iter()
-                            .filter(|d| d.user == r.device.user && d.server == r.device.server && d.device != 0)
+                            .filter(|d| {
+                                d.user == r.device.user
+                                    && d.server == r.device.server
+                                    && d.device != 0
+                            })
                             .cloned(),
                     );
                 }
