@@ -566,6 +566,120 @@ impl World {
         Ok(())
     }
 
+    /// Gives simulated member `member` one more simulated companion device (with its
+    /// ADV identity) and sends the `devices` add notification; returns the new device's
+    /// JID in `member`'s form. Refuses unknown accounts, accounts without a simulated
+    /// phone and accounts with no free device number.
+    pub fn add_member_device<R: RngCore + CryptoRng + ?Sized>(
+        &mut self,
+        member: &Jid,
+        rng: &mut R,
+    ) -> Result<Jid, SimError> {
+        let key = self
+            .account_key(member)
+            .ok_or_else(|| SimError::UnknownAccount(member.to_string()))?;
+        let account = self
+            .accounts
+            .get_mut(&key)
+            .ok_or_else(|| SimError::UnknownAccount(key.clone()))?;
+        if account.primary_keys().is_none() {
+            return Err(SimError::Member(format!("{member} has no simulated phone")));
+        }
+        let id = account
+            .allocate_device_id()
+            .ok_or_else(|| SimError::Member(format!("{member} has no free device number")))?;
+        let key_index = account.allocate_key_index();
+        let mut record = simulated_device(id, key_index, "web", rng);
+        record.signed_identity = simulated_adv_identity(account, &record, rng);
+        account.devices.insert(id, record);
+        self.notify_devices(&key, "add", id);
+        self.settle();
+        Ok(member.with_device(id))
+    }
+
+    /// Unlinks device `device` (its connections get `401 device_removed`) and sends the
+    /// `devices` remove notification. Refuses unknown devices and primary phones.
+    pub fn remove_member_device(&mut self, device: &Jid) -> Result<(), SimError> {
+        let key = self
+            .account_key(device)
+            .ok_or_else(|| SimError::UnknownAccount(device.to_string()))?;
+        if device.device == 0 {
+            return Err(SimError::Member(
+                "the primary phone cannot be unlinked".into(),
+            ));
+        }
+        if !self.remove_device(device) {
+            return Err(SimError::UnknownAccount(device.to_string()));
+        }
+        self.notify_devices(&key, "remove", device.device);
+        self.settle();
+        Ok(())
+    }
+
+    /// `<notification type="devices" from=<PN user> lid=<LID user>><add|remove
+    /// device_hash><device jid lid [key-index]/><key-index-list/></…></notification>`
+    /// to the account's other devices and every device of every account sharing a group
+    /// with it (PROTOCOL.md §10.10).
+    fn notify_devices(&mut self, key: &str, action: &str, device: u16) {
+        let Some(a) = self.accounts.get(key).cloned() else {
+            return;
+        };
+        let devices = self.account_devices(key, GroupAddressing::Pn);
+        let lid_devices = self.account_devices(key, GroupAddressing::Lid);
+        let mut changed = Node::new("device")
+            .attr("jid", a.pn_device(device))
+            .attr("lid", a.lid_device(device));
+        if let Some(d) = a.devices.get(&device) {
+            changed = changed.attr("key-index", d.key_index);
+        }
+        let mut children = vec![changed];
+        if let Some(list) = self.key_index_list_bytes(key) {
+            children.push(
+                Node::new("key-index-list")
+                    .attr("ts", unix_now())
+                    .with_bytes(list),
+            );
+        }
+        let body = Node::new(action)
+            .attr("device_hash", participant_hash(&devices))
+            .attr("device_lid_hash", participant_hash(&lid_devices))
+            .with_children(children);
+        let mut audience: BTreeSet<String> = BTreeSet::from([key.to_owned()]);
+        for g in self.groups.values() {
+            if g.members.iter().any(|m| m == key) {
+                audience.extend(g.members.iter().cloned());
+            }
+        }
+        let t = unix_now();
+        for m in audience {
+            let targets: Vec<u16> = self
+                .accounts
+                .get(&m)
+                .map(|acc| {
+                    acc.devices
+                        .values()
+                        .filter(|d| {
+                            let changed = m == key && d.id == device;
+                            !d.removed && !changed
+                        })
+                        .map(|d| d.id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for d in targets {
+                let id = self.stanza_id();
+                let node = Node::new("notification")
+                    .attr("from", &a.pn)
+                    .attr("lid", &a.lid)
+                    .attr("id", id.as_str())
+                    .attr("t", t)
+                    .attr("type", "devices")
+                    .child(body.clone());
+                self.deliver(&m, d, node, Some("devices"));
+            }
+        }
+    }
+
     /// Sends a `w:gp2` `<add|remove><participant/></…>` notification about `subject` to
     /// every device of every member (as the group is now).
     fn notify_membership(&mut self, group: &Jid, action: &str, subject: &str) {
@@ -689,6 +803,18 @@ impl SimServer {
         card: &EventCard,
     ) -> Result<String, SimError> {
         self.with_world(|w| w.member_edit_card(group, member, event_id, card, &mut OsRng))
+    }
+
+    /// Gives simulated member `member` one more simulated device (a `devices` add
+    /// notification goes to everyone who shares a group with it); returns its JID.
+    pub fn add_member_device(&self, member: &Jid) -> Result<Jid, SimError> {
+        self.with_world(|w| w.add_member_device(member, &mut OsRng))
+    }
+
+    /// Unlinks a member's companion device (a `devices` remove notification goes to
+    /// everyone who shares a group with it).
+    pub fn remove_member_device(&self, device: &Jid) -> Result<(), SimError> {
+        self.with_world(|w| w.remove_member_device(device))
     }
 
     /// What simulated device `device` made of message `message_id` in `chat`.

@@ -57,6 +57,11 @@ pub const MAX_VIEWS: usize = 256;
 pub const MAX_SECRETS: usize = 256;
 /// Sent messages kept per simulated device for retry resends.
 pub const MAX_SENT: usize = 64;
+/// Message ids tracked per device for retry counts and receipts (a hostile client
+/// cannot grow the maps without bound).
+pub const MAX_TRACKED: usize = 4_096;
+/// Devices recorded as delivered per message.
+pub const MAX_TRACKED_DEVICES: usize = 16_384;
 /// Retry receipts a device sends for one message at most.
 pub const MAX_RETRIES: u32 = 5;
 
@@ -279,6 +284,9 @@ impl World {
             }
             Err(why) => {
                 view.error = Some(why.clone());
+                if state.retries.len() >= MAX_TRACKED && !state.retries.contains_key(&id) {
+                    state.retries.clear();
+                }
                 let count = state.retries.entry(id.clone()).or_insert(0);
                 *count = count.saturating_add(1);
                 let count = *count;
@@ -565,7 +573,11 @@ impl World {
             return;
         };
         if attr_text(node, "type").as_deref() == Some("retry") {
-            *state.retry_requests.entry(id.clone()).or_insert(0) += 1;
+            if state.retry_requests.len() >= MAX_TRACKED {
+                state.retry_requests.pop_first();
+            }
+            let n = state.retry_requests.entry(id.clone()).or_insert(0);
+            *n = n.saturating_add(1);
             if let Err(e) = self.answer_retry(account, device, state, node, &id) {
                 tracing::debug!("sim: simulated device cannot answer retry for {id}: {e}");
             }
@@ -582,7 +594,15 @@ impl World {
             devices.push(p);
         }
         if attr_text(node, "type").is_none() {
-            state.delivered.entry(id).or_default().extend(devices);
+            if state.delivered.len() >= MAX_TRACKED && !state.delivered.contains_key(&id) {
+                state.delivered.pop_first();
+            }
+            let seen = state.delivered.entry(id).or_default();
+            for d in devices {
+                if seen.len() < MAX_TRACKED_DEVICES && !seen.contains(&d) {
+                    seen.push(d);
+                }
+            }
         }
     }
 

@@ -1062,6 +1062,48 @@ mod tests {
     }
 
     #[test]
+    fn device_changes_notify_everyone_sharing_a_group_and_change_the_phash() {
+        let mut w = World::new(SimConfig::default());
+        let me = w.create_account("15550001111").lid.clone();
+        let (_, conn) = real_client(&mut w, &me, true);
+        let conn = conn.unwrap();
+        let (g, members) = group_of(&mut w, 2, 1..=1, GroupAddressing::Lid, vec![me]);
+        let before = w.group_phash(&g).unwrap();
+        w.take_effects();
+        let added = w
+            .add_member_device(&members[1], &mut StdRng::seed_from_u64(3))
+            .unwrap();
+        let sent = sent_to(&w.take_effects(), conn);
+        let note = sent.iter().find(|n| n.tag == "notification").unwrap();
+        assert_eq!(note.attr_str("type"), Some("devices"));
+        let add = note.child_by_tag("add").unwrap();
+        let device = add.child_by_tag("device").unwrap();
+        assert_eq!(attr_jid(device, "lid"), Some(added.clone()));
+        assert!(device.get_attr("key-index").is_some());
+        let lids = w.account_devices(&w.account_key(&added).unwrap(), GroupAddressing::Lid);
+        assert_eq!(
+            add.attr_str("device_lid_hash"),
+            Some(super::super::groups::participant_hash(&lids).as_str())
+        );
+        assert_ne!(w.group_phash(&g).unwrap(), before);
+        // The new device gets the next card (the sender distributes its key to it).
+        let id = w
+            .member_send_card(
+                &g,
+                &members[2],
+                &card("New device"),
+                &mut StdRng::seed_from_u64(4),
+            )
+            .unwrap();
+        assert!(w.device_view(&added, &g, &id).unwrap().card.is_some());
+        w.remove_member_device(&added).unwrap();
+        let sent = sent_to(&w.take_effects(), conn);
+        assert!(sent.iter().any(|n| n.child_by_tag("remove").is_some()));
+        assert_eq!(w.group_phash(&g).unwrap(), before);
+        assert!(w.remove_member_device(&members[1].with_device(0)).is_err());
+    }
+
+    #[test]
     fn link_create_gets_a_token_in_whatsapp_rusts_ack_shape() {
         let mut w = World::new(SimConfig::default());
         let me = w.create_account("15550001111").lid.clone();
