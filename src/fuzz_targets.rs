@@ -17,6 +17,8 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("sim_stanzas", sim_stanzas),
     ("client_stanzas", client_stanzas),
     ("message_stanza", message_stanza),
+    ("send_answers", send_answers),
+    ("event_incoming", event_incoming),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -148,4 +150,16 @@ pub fn client_stanzas(data: &[u8]) {
 /// batch) for a fixed local device on a fresh in-memory store.
 pub fn message_stanza(data: &[u8]) {
     let _ = crate::client::receive_support::message_stanza(data);
+}
+
+/// Every parser of the send pipeline (group info, usync, key bundles, fan-out
+/// notifications, retry receipts, message acks) on one arbitrary frame payload.
+pub fn send_answers(data: &[u8]) {
+    let _ = crate::client::send_fuzz::send_answers(data);
+}
+
+/// Arbitrary bytes as a `link_create` answer and as a decrypted `Message` given to the
+/// events API's incoming handler (cards, RSVPs and edits of a stored event).
+pub fn event_incoming(data: &[u8]) {
+    let _ = crate::client::events_fuzz::event_incoming(data);
 }

@@ -15,8 +15,9 @@ use rand::rngs::StdRng;
 use waevent::binary::Node;
 use waevent::client::receive::MAX_RETRY_RECEIPTS;
 use waevent::client::receive_support::{LocalDevice, Member, SEED_GROUP, text_with_secret};
-use waevent::client::{Client, ConnectionState};
+use waevent::client::{Client, ConnectionState, MessageHandler, MessageOutcome};
 use waevent::proto::e2e;
+use waevent::signal::ProtocolAddress;
 use waevent::store::Store;
 
 use receive_support::*;
@@ -129,6 +130,41 @@ async fn members_messages_are_stored_receipted_and_acked() {
     // A redelivery (our ack was lost) is receipted again from the stored plaintext.
     conn.send(&second).await;
     expect_delivered(&mut conn, "3EB0R2").await;
+
+    // The member reinstalls WhatsApp (same device, new identity): its new session is
+    // accepted and the new identity recorded, as WhatsApp's clients do.
+    let old_identity = *member.identity.public_key();
+    let mut reinstalled = Member::new(member.device.clone(), None, &mut rng);
+    reinstalled
+        .start_session(&local.bundle(Some(1)), &mut rng)
+        .unwrap();
+    let after = reinstalled
+        .group_stanza(
+            &group,
+            "3EB0R3",
+            &text_with_secret("new phone", [7; 32]),
+            true,
+            &mut rng,
+        )
+        .unwrap();
+    // Straight through a handler, to see its outcome.
+    let outcome = MessageHandler::new().handle_message(&client, &after).await;
+    assert_eq!(
+        outcome,
+        MessageOutcome::Delivered {
+            delivered: 1,
+            redelivered: 0,
+            duplicates: 0,
+            changed_identities: vec![ProtocolAddress::from_jid(&member.device)],
+        }
+    );
+    expect_delivered(&mut conn, "3EB0R3").await;
+    let stored = store
+        .load_identities(&[ProtocolAddress::from_jid(&member.device)])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![Some(*reinstalled.identity.public_key())]);
+    assert_ne!(old_identity, *reinstalled.identity.public_key());
 
     // Receipts and notifications are acked; retry receipts and fan-out notifications
     // go through the send pipeline first.
@@ -287,4 +323,58 @@ async fn retry_receipts_stop_after_the_limit() {
     conn.send(&node).await;
     assert!(is_ack(&conn.next_about("3EB0GARBLED").await));
     client.disconnect().await;
+}
+
+#[tokio::test]
+async fn a_redelivery_after_a_restart_finds_its_plaintext_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("receive.db");
+    let local = LocalDevice::fixed();
+    let server = Server::start().await;
+    let mut rng = StdRng::seed_from_u64(31);
+    let group = jid(SEED_GROUP);
+    let mut member = Member::new(jid("70000005:1@lid"), None, &mut rng);
+    member
+        .start_session(&local.bundle(Some(1)), &mut rng)
+        .unwrap();
+    let stanza = member
+        .group_stanza(
+            &group,
+            "3EB0DISK",
+            &text_with_secret("kept", [3; 32]),
+            true,
+            &mut rng,
+        )
+        .unwrap();
+    for run in 0..2 {
+        let store: Arc<dyn Store> =
+            Arc::new(waevent::store::SqliteStore::open(&path).await.unwrap());
+        if run == 0 {
+            store.commit_batch(local.batch()).await.unwrap();
+        }
+        let (client, _events) = Client::new(store.clone(), server.config());
+        let (connected, mut conn) = tokio::join!(client.connect(), server.accept());
+        connected.unwrap();
+        conn.login().await;
+        client
+            .wait_for_state(ConnectionState::LoggedIn, WAIT)
+            .await
+            .unwrap();
+        // The second time the ratchet and the prekey are gone: only the stored
+        // plaintext can answer it.
+        let outcome = MessageHandler::new().handle_message(&client, &stanza).await;
+        let redelivered = if run == 0 { 0 } else { 2 };
+        assert_eq!(
+            outcome,
+            MessageOutcome::Delivered {
+                delivered: 1,
+                redelivered,
+                duplicates: 0,
+                changed_identities: vec![],
+            },
+            "run {run}"
+        );
+        expect_delivered(&mut conn, "3EB0DISK").await;
+        client.disconnect().await;
+    }
 }

@@ -277,13 +277,29 @@ struct Setup {
 /// A paired client whose account is in a LID group of `members` simulated members
 /// with 1–3 devices each.
 async fn setup(members: usize, handle_notifications: bool) -> Setup {
+    setup_with(members, 1..=3, handle_notifications).await
+}
+
+/// [`setup`] with `devices` per member.
+async fn setup_with(
+    members: usize,
+    devices: std::ops::RangeInclusive<u16>,
+    handle_notifications: bool,
+) -> Setup {
     let sim = start_sim().await;
     let phone = sim.create_account("5511988880001");
     let store = Arc::new(CrashAfterCommit {
         inner: MemoryStore::new(),
         armed: AtomicBool::new(false),
     });
-    let (client, mut events) = Client::new(store.clone(), client_config(&sim));
+    let mut config = client_config(&sim);
+    if members > 100 {
+        // The simulator decrypts for every member device before it answers pings; the
+        // test keepalive (5 s without answers = dead) is too tight for thousands.
+        config.keepalive = waevent::client::KeepAliveConfig::default();
+        config.iq_timeout = Duration::from_secs(120);
+    }
+    let (client, mut events) = Client::new(store.clone(), config);
     if handle_notifications {
         client.set_stanza_handler(Arc::new(SendSideHandler));
     }
@@ -293,7 +309,7 @@ async fn setup(members: usize, handle_notifications: bool) -> Setup {
             subject: "Team".into(),
             accounts: vec![phone.pn()],
             simulated_members: members,
-            devices_per_member: 1..=3,
+            devices_per_member: devices,
             addressing: GroupAddressing::Lid,
         })
         .expect("group");
@@ -742,5 +758,44 @@ async fn a_pending_message_for_changed_members_is_prepared_again_with_the_same_i
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(s.store.pending_sent_messages(10).await.unwrap().is_empty());
+    s.client.disconnect().await;
+}
+
+/// Issue 5's "Done when": a card to a 1,024-member group (3 devices each: 3,071
+/// devices besides ours) is decrypted by every simulated device with every field intact, and
+/// the second card carries no member SKDM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1024_member_group_reads_the_card_and_the_second_card_has_no_member_skdm() {
+    let s = setup_with(1023, 3..=3, true).await;
+    let me = own_lid(&s.client).await;
+    let devices = recipients(&s, &me);
+    assert!(devices.len() > 3_000, "{} devices", devices.len());
+    let started = std::time::Instant::now();
+    let (card1, out) = card("All hands");
+    let r1 = s
+        .client
+        .send_message(&s.group, out)
+        .await
+        .expect("cold send");
+    let cold = started.elapsed();
+    assert_eq!(r1.pairwise_devices, devices.len());
+    let v = views(&s.sim, &s.group, &r1.message_id, devices.len()).await;
+    assert_everyone_read(&v, &devices, &card1);
+    let started = std::time::Instant::now();
+    let (card2, out) = card("All hands, again");
+    let r2 = s
+        .client
+        .send_message(&s.group, out)
+        .await
+        .expect("warm send");
+    let warm = started.elapsed();
+    let own_others = devices.iter().filter(|d| d.user == me.user).count();
+    assert_eq!(r2.pairwise_devices, own_others);
+    let v = views(&s.sim, &s.group, &r2.message_id, devices.len()).await;
+    assert_everyone_read(&v, &devices, &card2);
+    eprintln!(
+        "{} devices: cold send {cold:?}, warm send {warm:?} (debug build, simulator included)",
+        devices.len()
+    );
     s.client.disconnect().await;
 }

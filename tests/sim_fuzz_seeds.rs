@@ -14,8 +14,8 @@ use waevent::binary::Node;
 use waevent::jid::Jid;
 use waevent::sim::fuzz_support::{
     self, ACCOUNT, Mode, OTHER, PAIR_SUCCESS_ID, client_iq, client_keys, companion_finish_node,
-    companion_hello_node, fetch_node, frames, input, misc_nodes, pair_device_sign_node, stanzas,
-    upload_node,
+    companion_hello_node, fetch_node, frames, group_nodes, input, misc_nodes,
+    pair_device_sign_node, stanzas, upload_node,
 };
 use waevent::sim::pair_code::WRAPPED_EPHEMERAL_LEN;
 
@@ -91,6 +91,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, usize)> {
             "logged_in_misc",
             input(Mode::LoggedIn, &frames(&misc_nodes())),
             7,
+        ),
+        (
+            "logged_in_group_stanzas",
+            input(Mode::LoggedIn, &frames(&group_nodes())),
+            16,
         ),
         (
             "logged_in_remove_self",

@@ -305,4 +305,45 @@ mod tests {
             assert_eq!(card.with_join_link(link).unwrap().needs_call_link(), None);
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_token_the_server_may_send_makes_a_valid_join_link(
+            token in "[A-Za-z0-9_-]{1,64}",
+            video: bool,
+            bare: bool,
+        ) {
+            let ct = if video { CallType::Video } else { CallType::Voice };
+            let mut answer = Node::new("ack").attr("id", "1");
+            if !bare {
+                answer = answer.attr("class", "call").attr("type", "link_create");
+            }
+            let answer = answer.child(
+                Node::new("link_create")
+                    .attr("token", token.as_str())
+                    .attr("media", ct.link_media()),
+            );
+            // Through the codec, as it arrives.
+            let answer = unmarshal(&marshal(&answer).unwrap()).unwrap();
+            let link = parse_link_create_answer(&answer, ct).unwrap();
+            proptest::prop_assert_eq!(&link, &format!("{}{token}", ct.link_prefix()));
+            proptest::prop_assert_eq!(CallType::of_link(&link), Some(ct));
+            let card = crate::event::EventCard::builder()
+                .name("Call")
+                .start_unix(1_764_612_000)
+                .call_type(Some(ct))
+                .build()
+                .unwrap();
+            proptest::prop_assert!(card.with_join_link(link).is_ok());
+        }
+
+        #[test]
+        fn tokens_with_other_characters_are_refused(
+            token in "[A-Za-z0-9]{0,8}[^A-Za-z0-9_-][A-Za-z0-9]{0,8}",
+        ) {
+            let answer = Node::new("ack")
+                .child(Node::new("link_create").attr("token", token.as_str()));
+            proptest::prop_assert!(parse_link_create_answer(&answer, CallType::Voice).is_err());
+        }
+    }
 }

@@ -130,19 +130,32 @@ fn storable(jid: &Jid) -> bool {
     Jid::parse(&jid.to_string()).is_ok_and(|back| back == *jid)
 }
 
-/// The sender's LID device JID when the sender is a phone number whose LID we know.
-async fn lid_of<S: Store + ?Sized>(
+/// Where the sender's sessions and sender keys live: under its LID device when we
+/// know it (`primary`), possibly still under its phone-number device from before
+/// (`fallback`, read when the primary record is empty and then moved over).
+async fn addresses_of<S: Store + ?Sized>(
     store: &S,
     sender: &Jid,
     alt: Option<&Jid>,
-) -> Result<Option<Jid>, StoreFailure> {
-    if !sender.is_pn() {
-        return Ok(None);
+) -> Result<(Jid, Option<Jid>), StoreFailure> {
+    if sender.is_pn() {
+        let lid = match alt.filter(|a| a.is_lid()) {
+            Some(alt) => Some(alt.with_device(sender.device)),
+            None => store.lid_for_pn(sender).await?,
+        };
+        return Ok(match lid {
+            Some(lid) => (lid, Some(sender.clone())),
+            None => (sender.clone(), None),
+        });
     }
-    if let Some(alt) = alt.filter(|a| a.is_lid()) {
-        return Ok(Some(alt.with_device(sender.device)));
+    if sender.is_lid() {
+        let pn = match alt.filter(|a| a.is_pn()) {
+            Some(alt) => Some(alt.with_device(sender.device)),
+            None => store.pn_for_lid(sender).await?,
+        };
+        return Ok((sender.clone(), pn));
     }
-    Ok(store.lid_for_pn(sender).await?)
+    Ok((sender.clone(), None))
 }
 
 /// Records changed while decrypting one message (later parts see earlier changes).
@@ -191,9 +204,7 @@ where
 {
     let info = &envelope.info;
     let sender = &info.sender;
-    let lid = lid_of(store, sender, info.sender_alt.as_ref()).await?;
-    // Sessions and sender keys live under the LID when we know it.
-    let primary = lid.clone().unwrap_or_else(|| sender.clone());
+    let (primary, fallback) = addresses_of(store, sender, info.sender_alt.as_ref()).await?;
     let mut out = Decryption::default();
     let mut work = Working::default();
     if let Some(alt) = &info.sender_alt {
@@ -215,7 +226,14 @@ where
             }
             None => {
                 let padded = match decrypt_part(
-                    store, local, envelope, part, &primary, &mut work, &mut out, rng,
+                    store,
+                    local,
+                    envelope,
+                    part,
+                    (&primary, fallback.as_ref()),
+                    &mut work,
+                    &mut out,
+                    rng,
                 )
                 .await?
                 {
@@ -302,7 +320,7 @@ async fn decrypt_part<S, R>(
     local: &LocalIdentity,
     envelope: &Envelope,
     part: &EncPart,
-    primary: &Jid,
+    (primary, fallback): (&Jid, Option<&Jid>),
     work: &mut Working,
     out: &mut Decryption,
     rng: &mut R,
@@ -332,7 +350,7 @@ where
             })));
         }
         let (name, mut record) =
-            match sender_key_record(store, &envelope.info.chat, sender, primary, work).await {
+            match sender_key_record(store, &envelope.info.chat, primary, fallback, work).await {
                 Ok(found) => found,
                 Err(e) => return Ok(Err(record_err(e)?)),
             };
@@ -351,10 +369,13 @@ where
             Err(e) => return Ok(Err(record_err(e)?)),
         },
     };
-    // A session made before we knew the LID is still under the phone-number address:
-    // use it and move it to the LID address.
-    if !record.has_current_session() && primary != sender && part.enc_type == EncType::Whisper {
-        let pn_address = ProtocolAddress::from_jid(sender);
+    // A session made under the phone-number address (before we knew the LID, or in a
+    // PN-addressed chat): use it and move it to the LID address.
+    if !record.has_current_session()
+        && part.enc_type == EncType::Whisper
+        && let Some(fallback) = fallback
+    {
+        let pn_address = ProtocolAddress::from_jid(fallback);
         match store.load_session_record(&pn_address).await {
             Ok(r) if r.has_current_session() => {
                 record = r;
@@ -408,13 +429,13 @@ where
     Ok(Ok(plaintext))
 }
 
-/// The sender-key record of (chat, sender): under the LID name, or else under the
-/// phone-number name an SKDM was stored with before we knew the LID.
+/// The sender-key record of (chat, sender): under the primary (LID) name, or else
+/// under the phone-number name an SKDM was stored with before.
 async fn sender_key_record<S: Store + ?Sized>(
     store: &S,
     chat: &Jid,
-    sender: &Jid,
     primary: &Jid,
+    fallback: Option<&Jid>,
     work: &Working,
 ) -> Result<(SenderKeyName, SenderKeyRecord), StoreError> {
     let name = SenderKeyName::new(chat, primary);
@@ -422,8 +443,10 @@ async fn sender_key_record<S: Store + ?Sized>(
         return Ok((name, r.clone()));
     }
     let record = store.load_sender_key_record(&name).await?;
-    if record.is_empty() && primary != sender {
-        let pn_name = SenderKeyName::new(chat, sender);
+    if record.is_empty()
+        && let Some(fallback) = fallback
+    {
+        let pn_name = SenderKeyName::new(chat, fallback);
         if let Some(r) = work.sender_keys.get(&pn_name) {
             return Ok((pn_name, r.clone()));
         }
@@ -816,6 +839,43 @@ mod tests {
             d.batch.signal.removed_sessions,
             vec![ProtocolAddress::from_jid(&pn_member.device)]
         );
+    }
+
+    #[test]
+    fn a_lid_sender_finds_its_phone_number_session() {
+        let mut f = fixture();
+        let pn = jid("5511700000088:1@s.whatsapp.net");
+        let mut m = Member::new(pn.clone(), None, &mut f.rng);
+        m.start_session(&f.local.bundle(Some(4)), &mut f.rng)
+            .unwrap();
+        let node = m
+            .direct_stanza("P1", &text_with_secret("a", [1; 32]), &mut f.rng)
+            .unwrap();
+        let d = run(&mut f, &node);
+        assert_eq!(d.failure, None);
+        assert_eq!(d.batch.signal.sessions[0].0.to_string(), "5511700000088:1");
+        commit(&f, d.batch);
+        let mut ours = block_on(f.store.load_session_record(&ProtocolAddress::from_jid(&pn)))
+            .unwrap()
+            .unwrap();
+        let reply =
+            crate::signal::encrypt(&mut ours, &crate::signal::padding::pad_with(b"r", 1)).unwrap();
+        crate::signal::decrypt_whisper(&mut m.session, reply.bytes(), &mut f.rng).unwrap();
+        // Now the server addresses the same device by its LID, naming the PN.
+        m.device = jid("88000088:1@lid");
+        let node = m
+            .direct_stanza("P2", &text_with_secret("b", [2; 32]), &mut f.rng)
+            .unwrap()
+            .attr("sender_pn", jid("5511700000088@s.whatsapp.net"));
+        let d = run(&mut f, &node);
+        assert_eq!(d.failure, None, "{:?}", d.failure);
+        assert_eq!(d.messages[0].message.conversation.as_deref(), Some("b"));
+        assert_eq!(d.batch.signal.sessions[0].0.to_string(), "88000088_1:1");
+        assert_eq!(
+            d.batch.signal.removed_sessions,
+            vec![ProtocolAddress::from_jid(&pn)]
+        );
+        assert_eq!(d.batch.mappings.len(), 1);
     }
 
     #[test]

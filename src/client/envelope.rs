@@ -28,7 +28,7 @@ pub const MAX_ENC_PARTS: usize = 4;
 /// The largest accepted ciphertext of one `<enc>` (message content is small; media
 /// travels separately).
 pub const MAX_CIPHERTEXT_LEN: usize = 512 * 1024;
-/// The largest accepted `count` on an `<enc>` (WhatsApp stops retrying at 5).
+/// Larger `count`s on an `<enc>` are read as this (WhatsApp stops retrying at 5).
 pub const MAX_ENC_COUNT: u32 = 1000;
 /// Longest accepted text attribute (`type`, `notify`, `edit`, `category`).
 pub const MAX_ATTR_LEN: usize = 1024;
@@ -116,7 +116,7 @@ pub struct EncPart {
     /// The ciphertext (the Signal message bytes).
     pub ciphertext: Vec<u8>,
     /// `count`: how many times the sender re-sent this after retry receipts (0 when
-    /// absent).
+    /// absent or unreadable, at most [`MAX_ENC_COUNT`]).
     pub count: u32,
     /// `decrypt-fail="hide"`: the UI shows no placeholder when it fails.
     pub hide_fail: bool,
@@ -215,40 +215,40 @@ fn text_attr(node: &Node, attr: &'static str) -> Result<Option<String>, Envelope
 }
 
 /// The sender's alternate JID from `<lid_attr>` (when the sender is a PN) or
-/// `<pn_attr>` (when it is a LID). Only a JID of the other namespace is accepted.
+/// `<pn_attr>` (when it is a LID). A value that is not a JID of the other namespace is
+/// ignored (logged): it only helps to find sessions, and refusing the stanza for it
+/// would lose the message.
 fn alternate(
     node: &Node,
     sender: &Jid,
     pn_attr: &'static str,
     lid_attr: &'static str,
-) -> Result<Option<Jid>, EnvelopeError> {
+) -> Option<Jid> {
     let (attr, wanted_lid) = if sender.is_lid() {
         (pn_attr, false)
     } else {
         (lid_attr, true)
     };
-    let Some(alt) = jid_attr(node, attr)? else {
-        return Ok(None);
-    };
-    if alt.is_lid() != wanted_lid || !(alt.is_lid() || alt.is_pn()) {
-        return Err(EnvelopeError::InvalidAttr {
-            attr,
-            detail: format!(
-                "{alt} is not a {} JID",
-                if wanted_lid { "LID" } else { "PN" }
-            ),
-        });
+    match jid_attr(node, attr) {
+        Ok(Some(alt)) if alt.is_lid() == wanted_lid && (alt.is_lid() || alt.is_pn()) => Some(alt),
+        Ok(None) => None,
+        Ok(Some(alt)) => {
+            tracing::warn!(%sender, %alt, attr, "ignoring an alternate JID of the wrong kind");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%sender, error = %e, attr, "ignoring an unreadable alternate JID");
+            None
+        }
     }
-    Ok(Some(alt))
 }
 
 impl Envelope {
     /// Reads a `<message>` stanza (PROTOCOL.md §11). `own` tells our own devices apart.
     ///
     /// Refuses a stanza without `from`, `id` or `t`, a group message without a
-    /// device-level `participant`, a sender that is not a user device, a `t` that is not
-    /// a number, an id longer than [`MAX_MESSAGE_ID_LEN`], alternates in the wrong
-    /// namespace, and `<enc>` parts that are empty, too long, of an unknown version or
+    /// `participant`, a sender that is not a user device, a `t` that is not a number, an
+    /// id longer than [`MAX_MESSAGE_ID_LEN`], and `<enc>` parts that are empty, too long, of an unknown version or
     /// more than [`MAX_ENC_PARTS`].
     pub fn parse(node: &Node, own: &OwnIds) -> Result<Envelope, EnvelopeError> {
         if node.tag != "message" {
@@ -277,11 +277,11 @@ impl Envelope {
         let (chat, sender, sender_alt, from_me) = if is_group {
             let sender =
                 jid_attr(node, "participant")?.ok_or(EnvelopeError::MissingAttr("participant"))?;
-            let alt = alternate(node, &sender, "participant_pn", "participant_lid")?;
+            let alt = alternate(node, &sender, "participant_pn", "participant_lid");
             let from_me = own.is_own(&sender);
             (from.clone(), sender, alt, from_me)
         } else {
-            let alt = alternate(node, &from, "sender_pn", "sender_lid")?;
+            let alt = alternate(node, &from, "sender_pn", "sender_lid");
             if own.is_own(&from) {
                 // Our other device: a DM we sent (chat = `recipient`) or a peer message.
                 let chat = recipient
@@ -348,19 +348,12 @@ impl Envelope {
                     ciphertext.len()
                 )));
             }
-            let count = match enc.get_attr("count").map(|v| v.to_text()) {
-                None => 0,
-                Some(c) => c
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|c| *c <= MAX_ENC_COUNT)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "count {:?} (0..={MAX_ENC_COUNT} expected)",
-                            c.chars().take(16).collect::<String>()
-                        ))
-                    })?,
-            };
+            // Informational only: an unreadable count must not cost the message.
+            let count = enc
+                .get_attr("count")
+                .and_then(|v| v.to_text().parse::<u32>().ok())
+                .unwrap_or(0)
+                .min(MAX_ENC_COUNT);
             let media_type = text_attr(enc, "mediatype").map_err(|e| bad(e.to_string()))?;
             parts.push(EncPart {
                 enc_type,
@@ -694,19 +687,13 @@ mod tests {
         assert!(e.to_string().contains("`t`"), "{e}");
         let e = Envelope::parse(&group_message().attr("id", "x".repeat(200)), &own).unwrap_err();
         assert!(matches!(e, EnvelopeError::InvalidAttr { attr: "id", .. }));
-        // An alternate in the wrong namespace.
-        let e = Envelope::parse(
+        // An alternate in the wrong namespace is ignored, not fatal.
+        let env = Envelope::parse(
             &group_message().attr("participant_pn", Jid::parse("1:2@lid").unwrap()),
             &own,
         )
-        .unwrap_err();
-        assert!(matches!(
-            e,
-            EnvelopeError::InvalidAttr {
-                attr: "participant_pn",
-                ..
-            }
-        ));
+        .unwrap();
+        assert_eq!(env.info.sender_alt, None);
         // The participant must be a user device.
         let e = Envelope::parse(
             &group_message().attr("participant", Jid::parse("1@g.us").unwrap()),
@@ -736,15 +723,23 @@ mod tests {
             )
             .is_err()
         );
-        assert!(
-            with_enc(
-                Node::new("enc")
-                    .attr("type", "msg")
-                    .attr("count", "-1")
-                    .with_bytes(vec![1])
-            )
-            .is_err()
-        );
+        // An unreadable count is taken as 0, a huge one is capped.
+        let env = with_enc(
+            Node::new("enc")
+                .attr("type", "msg")
+                .attr("count", "-1")
+                .with_bytes(vec![1]),
+        )
+        .unwrap();
+        assert_eq!(env.parts[0].count, 0);
+        let env = with_enc(
+            Node::new("enc")
+                .attr("type", "msg")
+                .attr("count", "99999")
+                .with_bytes(vec![1]),
+        )
+        .unwrap();
+        assert_eq!(env.parts[0].count, MAX_ENC_COUNT);
         assert!(
             with_enc(
                 Node::new("enc")
@@ -864,6 +859,125 @@ mod tests {
         .unwrap();
         assert!(r.child_by_tag("keys").is_none());
         assert_eq!(r.child_by_tag("retry").unwrap().get_attr("error"), None);
+    }
+
+    #[test]
+    fn the_send_pipeline_reads_our_retry_receipt_as_the_server_forwards_it() {
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(4);
+        let identity = crate::signal::LocalIdentity::generate(rng);
+        let prekey = crate::signal::generate_prekeys(900, 1, rng).remove(0);
+        let signed = SignedPreKeyRecord::generate(&identity.key_pair, 6, 0, rng);
+        let node = group_message();
+        let ours = retry_receipt(
+            &node,
+            &RetryRequest {
+                count: 3,
+                reason: RetryReason::BadMac,
+                registration_id: identity.registration_id,
+                keys: Some(RetryKeys {
+                    identity: identity.public_key(),
+                    prekey: &prekey,
+                    signed_prekey: &signed,
+                    device_identity: b"adv",
+                }),
+            },
+        )
+        .unwrap();
+        // The server hands it to the sender from the group, naming us as participant.
+        let me = Jid::parse("88880000:7@lid").unwrap();
+        let mut forwarded = ours.clone();
+        forwarded.attrs.remove("to");
+        forwarded
+            .attrs
+            .set("from", node.attr_jid("from").unwrap().clone());
+        forwarded.attrs.set("participant", me.clone());
+        let parsed = super::super::retry_receipt::parse_retry_receipt(&forwarded).unwrap();
+        assert_eq!(parsed.device, me);
+        assert_eq!(parsed.message_id, "3EB0AAAA");
+        assert_eq!(parsed.count, 3);
+        assert_eq!(parsed.reason, Some(7));
+        assert_eq!(parsed.message_time, Some(1_700_000_001));
+        assert_eq!(parsed.registration_id, identity.registration_id);
+        let keys = parsed.keys.unwrap();
+        assert_eq!(
+            keys.bundle,
+            crate::signal::PreKeyBundle::from_local(&identity, 7, &signed, Some(&prekey))
+        );
+        assert_eq!(keys.device_identity.as_deref(), Some(&b"adv"[..]));
+    }
+
+    const REASONS: [RetryReason; 9] = [
+        RetryReason::Unknown,
+        RetryReason::NoSession,
+        RetryReason::InvalidKey,
+        RetryReason::InvalidKeyId,
+        RetryReason::InvalidMessage,
+        RetryReason::InvalidSignature,
+        RetryReason::FutureMessage,
+        RetryReason::BadMac,
+        RetryReason::InvalidSession,
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever we put in a retry receipt, the send pipeline reads back once the
+        /// server has forwarded it (and the stanza survives the binary codec).
+        #[test]
+        fn retry_receipts_round_trip(
+            id in "[0-9A-F]{1,40}",
+            t in 0i64..=4_102_444_800,
+            count in 1u32..=MAX_ENC_COUNT,
+            reason in 0usize..9,
+            registration_id in proptest::prelude::any::<u32>(),
+            prekey_id in 1u32..=crate::signal::identity::MAX_PREKEY_ID,
+            with_keys in proptest::prelude::any::<bool>(),
+            device in 0u16..100,
+        ) {
+            let rng = &mut rand::rngs::StdRng::seed_from_u64(u64::from(prekey_id));
+            let identity = crate::signal::LocalIdentity::generate(rng);
+            let prekey = crate::signal::generate_prekeys(prekey_id, 1, rng).remove(0);
+            let signed = SignedPreKeyRecord::generate(&identity.key_pair, 9, 0, rng);
+            let message = group_message().attr("id", id.as_str()).attr("t", t.to_string());
+            let receipt = retry_receipt(&message, &RetryRequest {
+                count,
+                reason: REASONS[reason],
+                registration_id,
+                keys: with_keys.then_some(RetryKeys {
+                    identity: identity.public_key(),
+                    prekey: &prekey,
+                    signed_prekey: &signed,
+                    device_identity: b"adv",
+                }),
+            }).unwrap();
+            let mut forwarded = crate::binary::unmarshal(&crate::binary::marshal(&receipt).unwrap()).unwrap();
+            let me = Jid::new_ad("88880000", device, "lid");
+            forwarded.attrs.remove("to");
+            forwarded.attrs.set("from", message.attr_jid("from").unwrap().clone());
+            forwarded.attrs.set("participant", me.clone());
+            let parsed = super::super::retry_receipt::parse_retry_receipt(&forwarded).unwrap();
+            proptest::prop_assert_eq!(parsed.device, me);
+            proptest::prop_assert_eq!(parsed.message_id, id);
+            proptest::prop_assert_eq!(parsed.count, count);
+            proptest::prop_assert_eq!(parsed.message_time, Some(t));
+            proptest::prop_assert_eq!(
+                parsed.reason,
+                (reason != 0).then_some(REASONS[reason] as u32)
+            );
+            proptest::prop_assert_eq!(parsed.registration_id, registration_id);
+            proptest::prop_assert_eq!(
+                parsed.keys.map(|k| k.bundle),
+                with_keys.then(|| crate::signal::PreKeyBundle::from_local(
+                    &crate::signal::LocalIdentity {
+                        key_pair: identity.key_pair.clone(),
+                        registration_id,
+                    },
+                    u32::from(device),
+                    &signed,
+                    Some(&prekey),
+                ))
+            );
+        }
     }
 
     #[test]

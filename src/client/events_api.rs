@@ -142,6 +142,19 @@ pub enum EventError {
     Store(String),
 }
 
+impl EventError {
+    /// Whether the error guarantees that nothing left for the chat (so the request may
+    /// be retried as is): everything but a send that failed after the stanza may have
+    /// been written ([`SendError::Failed`]) or that the server refused after receiving it
+    /// ([`SendError::ServerError`]).
+    pub fn nothing_sent(&self) -> bool {
+        !matches!(
+            self,
+            EventError::Send(SendError::Failed(_) | SendError::ServerError { .. })
+        )
+    }
+}
+
 impl From<crate::store::Error> for EventError {
     fn from(e: crate::store::Error) -> Self {
         EventError::Store(e.to_string())
@@ -1520,6 +1533,21 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "event 3EB0MINE is canceled; a canceled event cannot be edited again"
+        );
+    }
+
+    #[test]
+    fn only_failed_sends_may_have_left() {
+        assert!(EventError::MissingSecret("x".into()).nothing_sent());
+        assert!(EventError::CallLink("refused".into()).nothing_sent());
+        assert!(EventError::Send(SendError::NotConnected).nothing_sent());
+        assert!(!EventError::Send(SendError::Failed("closed".into())).nothing_sent());
+        assert!(
+            !EventError::Send(SendError::ServerError {
+                id: "x".into(),
+                code: 479
+            })
+            .nothing_sent()
         );
     }
 

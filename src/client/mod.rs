@@ -27,7 +27,9 @@
 //! The pure protocol steps live in sans-IO submodules with their own tests:
 //! [`pairing`] (QR strings, ADV checks and signature), [`pair_code`] (8-character code,
 //! key wrapping and derivations), [`prekeys`] (`encrypt` IQs), [`stanza`] (success,
-//! failure, stream errors, acks), [`backoff`].
+//! failure, stream errors, acks), [`backoff`]; for received messages [`envelope`]
+//! (`<message>` parsing, delivery and retry receipts) and [`decrypt`] (Signal
+//! decryption into one store batch), driven by [`receive::MessageHandler`].
 
 pub mod backoff;
 pub mod call_link;
@@ -39,6 +41,8 @@ pub mod envelope;
 mod error;
 mod events;
 mod events_api;
+#[doc(hidden)]
+pub mod events_fuzz;
 pub mod fanout_notifications;
 #[doc(hidden)]
 pub mod fuzz_support;
@@ -53,6 +57,8 @@ pub mod receive;
 pub mod receive_support;
 pub mod retry_receipt;
 pub mod send;
+#[doc(hidden)]
+pub mod send_fuzz;
 mod send_maintenance;
 mod send_resolve;
 mod socket;

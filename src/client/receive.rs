@@ -22,7 +22,7 @@ use crate::jid::Jid;
 use crate::proto::e2e;
 use crate::signal::identity::prekey_id_after;
 use crate::signal::store::{IdentityChange, SignalStoreExt};
-use crate::signal::{PreKeyRecord, generate_prekeys};
+use crate::signal::{PreKeyRecord, ProtocolAddress, generate_prekeys};
 use crate::store::{StoreBatch, now_ms};
 
 use super::decrypt::decrypt_envelope;
@@ -112,6 +112,9 @@ pub enum MessageOutcome {
         redelivered: usize,
         /// Duplicate parts skipped.
         duplicates: usize,
+        /// Senders whose identity key changed with this message (accepted, as
+        /// WhatsApp's clients do; logged).
+        changed_identities: Vec<ProtocolAddress>,
     },
     /// Every part was a duplicate: acked, nothing delivered again.
     Duplicate,
@@ -165,6 +168,15 @@ impl MessageHandler {
         MessageHandler::default()
     }
 
+    /// A handler whose delivery receipts say the app is active (no `type`), for an
+    /// embedder that announced presence as available.
+    pub fn with_active_receipts(active: bool) -> Self {
+        MessageHandler {
+            active_receipts: active,
+            ..MessageHandler::default()
+        }
+    }
+
     /// Handles one `<message>` stanza (see the type docs) and says what it did.
     pub async fn handle_message(&self, client: &Client, node: &Node) -> MessageOutcome {
         let nack = |code: u16, error: String| async move {
@@ -193,6 +205,10 @@ impl MessageHandler {
             return MessageOutcome::Empty;
         }
         let store = client.store();
+        // Sends and retries change the same sessions and sender keys: hold their lock
+        // from loading the records to committing them (not while handing messages on,
+        // which may send).
+        let signal_state = client.inner.send.caches.lock().await;
         let mut decryption = match decrypt_envelope(
             store.as_ref(),
             &creds.identity,
@@ -210,10 +226,15 @@ impl MessageHandler {
                 };
             }
         };
-        if let Err(error) = commit(client, std::mem::take(&mut decryption.batch)).await {
-            tracing::error!(%error, id = %envelope.info.id, "not acking a message: its state could not be stored");
-            return MessageOutcome::NotAcked { error };
-        }
+        let committed = commit(client, std::mem::take(&mut decryption.batch)).await;
+        drop(signal_state);
+        let changed_identities = match committed {
+            Ok(changed) => changed,
+            Err(error) => {
+                tracing::error!(%error, id = %envelope.info.id, "not acking a message: its state could not be stored");
+                return MessageOutcome::NotAcked { error };
+            }
+        };
         for message in &decryption.messages {
             client.handle_incoming_message(message).await;
         }
@@ -258,6 +279,7 @@ impl MessageHandler {
             delivered: decryption.messages.len(),
             redelivered: decryption.redelivered,
             duplicates: decryption.duplicates,
+            changed_identities,
         }
     }
 }
@@ -268,12 +290,13 @@ async fn ack(client: &Client, node: &Node) {
     }
 }
 
-/// Commits a received message's batch and logs identity changes. A batch the store
-/// refuses as invalid (an entry it cannot keep) is committed again with the Signal
-/// state and plaintexts only, so the ratchet never falls behind the ack.
-async fn commit(client: &Client, batch: StoreBatch) -> Result<(), String> {
+/// Commits a received message's batch; returns the addresses whose identity key was
+/// replaced (logged). A batch the store refuses as invalid (an entry it cannot keep)
+/// is committed again with the Signal state and plaintexts only, so the ratchet never
+/// falls behind the ack.
+async fn commit(client: &Client, batch: StoreBatch) -> Result<Vec<ProtocolAddress>, String> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let identities = batch.signal.identities.clone();
     let store = client.store();
@@ -292,14 +315,16 @@ async fn commit(client: &Client, batch: StoreBatch) -> Result<(), String> {
         }
         Err(e) => return Err(e.to_string()),
     };
+    let mut changed = Vec::new();
     for ((address, _), change) in identities.iter().zip(&outcome.identity_changes) {
         if let IdentityChange::Replaced { .. } = change {
             // WhatsApp's clients accept a new identity (reinstall, new phone) and show
             // a security notice; so do we.
             tracing::warn!(%address, "the sender's identity key changed; accepted");
+            changed.push(address.clone());
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 impl Client {

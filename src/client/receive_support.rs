@@ -271,7 +271,9 @@ pub fn message_stanza(data: &[u8]) -> usize {
     let Ok(node) = unmarshal(data) else {
         return 0;
     };
-    let local = LocalDevice::fixed();
+    // Key generation costs more than a whole run: make the fixed device once.
+    static LOCAL: std::sync::OnceLock<LocalDevice> = std::sync::OnceLock::new();
+    let local = LOCAL.get_or_init(LocalDevice::fixed);
     let Ok(envelope) = Envelope::parse(&node, &local.own_ids()) else {
         return 0;
     };

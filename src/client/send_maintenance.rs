@@ -73,7 +73,11 @@ impl Client {
     ) -> Result<(), SendError> {
         let store = self.store();
         let mut users = vec![n.user.clone()];
-        users.extend(n.lid.clone());
+        match &n.lid {
+            Some(lid) => users.push(lid.clone()),
+            // The same account in the other namespace (LID groups list LID devices).
+            None => users.extend(store.alternate_jid(&n.user).await?),
+        }
         let _caches_guard = self.inner.send.caches.lock().await;
         let cached = store.load_device_lists(&users).await?;
         let mut batch = StoreBatch::default();
@@ -280,12 +284,27 @@ impl Client {
         let mut batch = StoreBatch::from_signal(prepared.signal_state);
         if chat.is_group() && !is_own(&r.device, &creds) {
             // The device lacks our sender key: the next group message carries it again.
+            // A primary (device 0) that lost it takes its companions along, as in
+            // WhatsApp Web (a companion counts as having the key only with its primary).
+            let mut forget = vec![r.device.clone()];
             if let Some(f) = caches.groups.get_mut(&chat) {
+                if r.device.device == 0 {
+                    forget.extend(
+                        f.devices()
+                            .iter()
+                            .filter(|d| {
+                                d.user == r.device.user
+                                    && d.server == r.device.server
+                                    && d.device != 0
+                            })
+                            .cloned(),
+                    );
+                }
                 f.forget_sender_key(&r.device);
             }
             batch.sender_key_memory.push(SenderKeyMemoryUpdate::Forget {
                 group: chat.clone(),
-                devices: vec![r.device.clone()],
+                devices: forget,
             });
         }
         store.commit_batch(batch).await?;
@@ -392,7 +411,7 @@ impl Client {
 /// `list` with the notification's changes applied; `None` when the cache must be
 /// dropped instead (an `update`, an unknown device, or a result whose hash differs from
 /// the server's `device_hash` — compared only in the notification's own namespace).
-fn patch_device_list(
+pub(crate) fn patch_device_list(
     mut list: DeviceList,
     n: &DeviceNotification,
     own_namespace: bool,
@@ -428,7 +447,7 @@ fn patch_device_list(
 
 /// `meta` with the membership changes applied; `None` when it must be refetched
 /// (`modify`: a member changed identity).
-fn patch_group(
+pub(crate) fn patch_group(
     mut meta: crate::store::GroupMetadata,
     n: &GroupNotification,
 ) -> Option<crate::store::GroupMetadata> {

@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::config::SimConfig;
+use super::groups::{GroupAddressing, GroupSpec};
 use super::pair_code::{
     KeyBundle, PrimaryHello, seal_key_bundle, unwrap_ephemeral, wrap_ephemeral,
 };
@@ -41,6 +42,9 @@ pub const PAIR_SUCCESS_ID: &str = "1001";
 pub const CODE_REF: &str = "fuzz-ref";
 /// The code the companion used in the code state.
 pub const CODE: &str = "2RNV5KXC";
+/// The group the logged-in state's account belongs to (with [`OTHER`] and two simulated
+/// members).
+pub const GROUP: &str = "120363000000000001";
 /// Most chunks processed per input.
 pub const MAX_STEPS: usize = 64;
 
@@ -215,6 +219,7 @@ fn build() -> Templates {
             .collect();
     }
     let payload_world = world.clone();
+    add_group(&mut world);
     let conn = world.new_connection(keys.noise.public, now);
     world.on_client_payload(conn, &login(), now);
     world.take_effects();
@@ -231,6 +236,24 @@ fn build() -> Templates {
         logged_in,
         payload,
         primary_wrapped,
+    }
+}
+
+/// Puts [`ACCOUNT`], [`OTHER`] and two simulated members into group [`GROUP`].
+fn add_group(world: &mut World) {
+    let spec = GroupSpec {
+        subject: "fuzz".into(),
+        accounts: vec![Jid::pn_user(ACCOUNT), Jid::pn_user(OTHER)],
+        simulated_members: 2,
+        devices_per_member: 1..=2,
+        addressing: GroupAddressing::Lid,
+    };
+    let Ok(jid) = world.create_group_with_rng(&spec, &mut StdRng::seed_from_u64(0x6709)) else {
+        return;
+    };
+    if let Some(mut g) = world.groups.remove(&jid.user) {
+        g.jid = Jid::group(GROUP);
+        world.groups.insert(GROUP.to_owned(), g);
     }
 }
 
@@ -480,6 +503,90 @@ pub fn misc_nodes() -> Vec<Node> {
             .attr("id", "1001")
             .attr("type", "encrypt"),
         stanza::iq_result("ignored"),
+    ]
+}
+
+/// Group stanzas of the logged-in state: `<active/>`, group info (member, unknown group), usync,
+/// a group message with a wrong phash, one without phash (undecryptable: every
+/// simulated member answers with a retry receipt), a retry receipt, a 1:1 message, and
+/// a call-link request.
+pub fn group_nodes() -> Vec<Node> {
+    let group = Jid::group(GROUP);
+    let other = Jid::pn_user(OTHER);
+    let query = |id: &str, to: &Jid| {
+        Node::new("iq")
+            .attr("to", to)
+            .attr("id", id)
+            .attr("xmlns", "w:g2")
+            .attr("type", "get")
+            .child(Node::new("query").attr("request", "interactive"))
+    };
+    let enc = |kind: &str| {
+        Node::new("enc")
+            .attr("v", "2")
+            .attr("type", kind)
+            .with_bytes(vec![0x33, 8, 1, 16, 2])
+    };
+    let message = |id: &str, phash: Option<&str>| {
+        let mut m = Node::new("message")
+            .attr("id", id)
+            .attr("to", &group)
+            .attr("type", "event");
+        if let Some(p) = phash {
+            m = m.attr("phash", p);
+        }
+        m.with_children(vec![
+            Node::new("participants").child(
+                Node::new("to")
+                    .attr("jid", other.with_device(0))
+                    .child(enc("pkmsg")),
+            ),
+            enc("skmsg"),
+            Node::new("meta").attr("event_type", "creation"),
+        ])
+    };
+    vec![
+        client_iq("a", "passive", "set", vec![Node::new("active")]),
+        query("g1", &group),
+        query("g2", &Jid::group("120363999")),
+        client_iq(
+            "u1",
+            "usync",
+            "get",
+            vec![
+                Node::new("usync")
+                    .attr("sid", "s")
+                    .attr("mode", "query")
+                    .attr("context", "message")
+                    .with_children(vec![
+                        Node::new("query").with_children(vec![
+                            Node::new("devices").attr("version", "2"),
+                            Node::new("lid"),
+                        ]),
+                        Node::new("list").with_children(vec![
+                            Node::new("user").attr("jid", Jid::pn_user(ACCOUNT)),
+                            Node::new("user").attr("jid", other.clone()),
+                        ]),
+                    ]),
+            ],
+        ),
+        message("3EB0F1", Some("2:AAAAAAAA")),
+        message("3EB0F2", None),
+        Node::new("receipt")
+            .attr("id", "3EB0F0")
+            .attr("to", &group)
+            .attr("participant", other.with_device(0))
+            .attr("type", "retry")
+            .child(Node::new("retry").attr("count", "1").attr("id", "3EB0F0")),
+        Node::new("message")
+            .attr("id", "3EB0F3")
+            .attr("to", other.clone())
+            .attr("type", "text")
+            .child(enc("msg")),
+        Node::new("call")
+            .attr("id", "c1")
+            .attr("to", Jid::new("", crate::jid::CALL_SERVER))
+            .child(Node::new("link_create").attr("media", "audio")),
     ]
 }
 

@@ -35,7 +35,7 @@ use crate::signal::identity::{LocalIdentity, SignedPreKeyRecord, generate_prekey
 /// participants; a little headroom for tests that go past it).
 pub const MAX_SIMULATED_MEMBERS: usize = 2_048;
 /// One-time prekeys each simulated member device publishes up front; fetches refill the
-/// pool one key at a time (see [`World::refill_simulated_prekeys`]), so creating
+/// pool one key at a time (`World::refill_simulated_prekeys`), so creating
 /// thousands of devices stays fast.
 pub const MEMBER_PREKEYS: u32 = 2;
 
@@ -566,6 +566,120 @@ impl World {
         Ok(())
     }
 
+    /// Gives simulated member `member` one more simulated companion device (with its
+    /// ADV identity) and sends the `devices` add notification; returns the new device's
+    /// JID in `member`'s form. Refuses unknown accounts, accounts without a simulated
+    /// phone and accounts with no free device number.
+    pub fn add_member_device<R: RngCore + CryptoRng + ?Sized>(
+        &mut self,
+        member: &Jid,
+        rng: &mut R,
+    ) -> Result<Jid, SimError> {
+        let key = self
+            .account_key(member)
+            .ok_or_else(|| SimError::UnknownAccount(member.to_string()))?;
+        let account = self
+            .accounts
+            .get_mut(&key)
+            .ok_or_else(|| SimError::UnknownAccount(key.clone()))?;
+        if account.primary_keys().is_none() {
+            return Err(SimError::Member(format!("{member} has no simulated phone")));
+        }
+        let id = account
+            .allocate_device_id()
+            .ok_or_else(|| SimError::Member(format!("{member} has no free device number")))?;
+        let key_index = account.allocate_key_index();
+        let mut record = simulated_device(id, key_index, "web", rng);
+        record.signed_identity = simulated_adv_identity(account, &record, rng);
+        account.devices.insert(id, record);
+        self.notify_devices(&key, "add", id);
+        self.settle();
+        Ok(member.with_device(id))
+    }
+
+    /// Unlinks device `device` (its connections get `401 device_removed`) and sends the
+    /// `devices` remove notification. Refuses unknown devices and primary phones.
+    pub fn remove_member_device(&mut self, device: &Jid) -> Result<(), SimError> {
+        let key = self
+            .account_key(device)
+            .ok_or_else(|| SimError::UnknownAccount(device.to_string()))?;
+        if device.device == 0 {
+            return Err(SimError::Member(
+                "the primary phone cannot be unlinked".into(),
+            ));
+        }
+        if !self.remove_device(device) {
+            return Err(SimError::UnknownAccount(device.to_string()));
+        }
+        self.notify_devices(&key, "remove", device.device);
+        self.settle();
+        Ok(())
+    }
+
+    /// `<notification type="devices" from=<PN user> lid=<LID user>><add|remove
+    /// device_hash><device jid lid [key-index]/><key-index-list/></…></notification>`
+    /// to the account's other devices and every device of every account sharing a group
+    /// with it (PROTOCOL.md §10.10).
+    fn notify_devices(&mut self, key: &str, action: &str, device: u16) {
+        let Some(a) = self.accounts.get(key).cloned() else {
+            return;
+        };
+        let devices = self.account_devices(key, GroupAddressing::Pn);
+        let lid_devices = self.account_devices(key, GroupAddressing::Lid);
+        let mut changed = Node::new("device")
+            .attr("jid", a.pn_device(device))
+            .attr("lid", a.lid_device(device));
+        if let Some(d) = a.devices.get(&device) {
+            changed = changed.attr("key-index", d.key_index);
+        }
+        let mut children = vec![changed];
+        if let Some(list) = self.key_index_list_bytes(key) {
+            children.push(
+                Node::new("key-index-list")
+                    .attr("ts", unix_now())
+                    .with_bytes(list),
+            );
+        }
+        let body = Node::new(action)
+            .attr("device_hash", participant_hash(&devices))
+            .attr("device_lid_hash", participant_hash(&lid_devices))
+            .with_children(children);
+        let mut audience: BTreeSet<String> = BTreeSet::from([key.to_owned()]);
+        for g in self.groups.values() {
+            if g.members.iter().any(|m| m == key) {
+                audience.extend(g.members.iter().cloned());
+            }
+        }
+        let t = unix_now();
+        for m in audience {
+            let targets: Vec<u16> = self
+                .accounts
+                .get(&m)
+                .map(|acc| {
+                    acc.devices
+                        .values()
+                        .filter(|d| {
+                            let changed = m == key && d.id == device;
+                            !d.removed && !changed
+                        })
+                        .map(|d| d.id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for d in targets {
+                let id = self.stanza_id();
+                let node = Node::new("notification")
+                    .attr("from", &a.pn)
+                    .attr("lid", &a.lid)
+                    .attr("id", id.as_str())
+                    .attr("t", t)
+                    .attr("type", "devices")
+                    .child(body.clone());
+                self.deliver(&m, d, node, Some("devices"));
+            }
+        }
+    }
+
     /// Sends a `w:gp2` `<add|remove><participant/></…>` notification about `subject` to
     /// every device of every member (as the group is now).
     fn notify_membership(&mut self, group: &Jid, action: &str, subject: &str) {
@@ -642,7 +756,9 @@ impl SimServer {
     }
 
     /// What every simulated member device made of message `message_id` in `group`
-    /// (devices that have not received it yet are missing).
+    /// (devices that have not received it yet are missing). Like every `SimServer`
+    /// accessor it first finishes what simulated devices still had to process, so a
+    /// test that got its ack can look right away.
     pub fn group_views(&self, group: &Jid, message_id: &str) -> Result<Vec<DeviceView>, SimError> {
         self.with_world(|w| w.group_views(group, message_id))
     }
@@ -682,6 +798,56 @@ impl SimServer {
     /// only for devices that are not simulated. Returns how many keys were handed over.
     pub fn share_member_sender_keys(&self, group: &Jid) -> Result<usize, SimError> {
         self.with_world(|w| w.share_member_sender_keys(group, &mut OsRng))
+    }
+
+    /// Makes simulated member `member` edit (or cancel, with a canceled card) event
+    /// `event_id` it created; returns the edit's message id.
+    pub async fn member_edit_card(
+        &self,
+        group: &Jid,
+        member: &Jid,
+        event_id: &str,
+        card: &EventCard,
+    ) -> Result<String, SimError> {
+        self.with_world(|w| w.member_edit_card(group, member, event_id, card, &mut OsRng))
+    }
+
+    /// Gives simulated member `member` one more simulated device (a `devices` add
+    /// notification goes to everyone who shares a group with it); returns its JID.
+    pub fn add_member_device(&self, member: &Jid) -> Result<Jid, SimError> {
+        self.with_world(|w| w.add_member_device(member, &mut OsRng))
+    }
+
+    /// Unlinks a member's companion device (a `devices` remove notification goes to
+    /// everyone who shares a group with it).
+    pub fn remove_member_device(&self, device: &Jid) -> Result<(), SimError> {
+        self.with_world(|w| w.remove_member_device(device))
+    }
+
+    /// What simulated device `device` made of message `message_id` in `chat`.
+    pub fn device_view(&self, device: &Jid, chat: &Jid, message_id: &str) -> Option<DeviceView> {
+        self.with_world(|w| w.device_view(device, chat, message_id))
+    }
+
+    /// The last stanzas the server routed to simulated device `device`, oldest first
+    /// (bounded: [`super::phones::MAX_CAPTURES`]).
+    pub fn captured_stanzas(&self, device: &Jid) -> Vec<Node> {
+        self.with_world(|w| w.captured_stanzas(device))
+    }
+
+    /// Retry on demand: simulated device `device` forgets its session with `sender` (a
+    /// device JID) and every sender key of it, so the next message from `sender` fails
+    /// to decrypt and the device sends a retry receipt (with `<keys>`); it then decrypts
+    /// the single-device resend. Returns false for a device that is not simulated or an
+    /// unknown sender.
+    pub fn forget_sender(&self, device: &Jid, sender: &Jid) -> bool {
+        self.with_world(|w| w.forget_sender(device, sender))
+    }
+
+    /// Devices whose delivery receipts for `message_id` reached simulated device
+    /// `device` (the sender).
+    pub fn delivered_to(&self, device: &Jid, message_id: &str) -> Vec<Jid> {
+        self.with_world(|w| w.delivered_to(device, message_id))
     }
 
     /// Adds `member` (an existing account) to `group` (a `w:gp2` add notification goes

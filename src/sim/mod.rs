@@ -11,6 +11,10 @@
 //!               IQ dispatch (unknown → 501), acks, stream errors, replaced conflicts
 //!   pairing.rs  QR scan / pair code → pair-success → pair-device-sign check → 515
 //!   prekeys.rs  encrypt IQs: upload, rotate, count, fetch (pops one OPK), digest
+//!   groups.rs   groups, w:g2 group info, phash, add/remove + w:gp2 notifications
+//!   usync.rs    device lists (key-index, key-index-list, lid)
+//!   routing.rs  group / 1:1 fan-out, acks, receipts, resends, offline queue, link_create
+//!   phones.rs   simulated member devices: Signal state, decrypt, views, RSVPs, retries
 //! SimPhone: the primary phone of an account (adv.rs, pair_code.rs do its crypto)
 //! ```
 //!
@@ -19,8 +23,10 @@
 //! - [`handshake`]: the Noise XX responder (strips the optional `ED` pre-intro and the
 //!   `WA` header, proves the server static key, serves the chain, decodes the
 //!   `ClientPayload`).
-//! - [`world`], [`session`], [`pairing`], [`prekeys`]: the server's state and behaviour,
-//!   sans-IO; [`server`] runs them on tokio.
+//! - [`world`], [`session`], [`pairing`], [`prekeys`], [`groups`], [`usync`],
+//!   [`routing`]: the server's state and behaviour, sans-IO; [`server`] runs them on
+//!   tokio.
+//! - [`phones`]: the group members the simulator plays (their own Signal state).
 //! - [`adv`], [`pair_code`], [`qr`]: what the simulated primary phone computes.
 //!
 //! A typical test: `let sim = SimServer::start(SimConfig::default()).await?;

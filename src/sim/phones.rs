@@ -36,7 +36,7 @@ use super::world::{SimulatedKeys, World, unix_now};
 use crate::binary::Node;
 use crate::event::{
     EventCard, EventRef, MessageSecret, Parties, Rsvp, decrypt_event_edit, decrypt_rsvp,
-    rsvp_message, sender_for, unwrap_message,
+    edit_message, rsvp_message, sender_for, unwrap_message,
 };
 use crate::jid::Jid;
 use crate::proto::e2e;
@@ -57,6 +57,11 @@ pub const MAX_VIEWS: usize = 256;
 pub const MAX_SECRETS: usize = 256;
 /// Sent messages kept per simulated device for retry resends.
 pub const MAX_SENT: usize = 64;
+/// Message ids tracked per device for retry counts and receipts (a hostile client
+/// cannot grow the maps without bound).
+pub const MAX_TRACKED: usize = 4_096;
+/// Devices recorded as delivered per message.
+pub const MAX_TRACKED_DEVICES: usize = 16_384;
 /// Retry receipts a device sends for one message at most.
 pub const MAX_RETRIES: u32 = 5;
 
@@ -71,6 +76,8 @@ struct SentMessage {
     kind: String,
     meta: Option<Node>,
     hide: bool,
+    /// Sent with `edit="1"` (an event edit).
+    edit: bool,
 }
 
 /// The secret of an event card a simulated device saw or sent.
@@ -277,6 +284,9 @@ impl World {
             }
             Err(why) => {
                 view.error = Some(why.clone());
+                if state.retries.len() >= MAX_TRACKED && !state.retries.contains_key(&id) {
+                    state.retries.clear();
+                }
                 let count = state.retries.entry(id.clone()).or_insert(0);
                 *count = count.saturating_add(1);
                 let count = *count;
@@ -348,16 +358,15 @@ impl World {
                     let one_time = message.prekey_id().and_then(|id| keys.prekeys.get(&id));
                     let signed = (keys.signed_prekey.id == message.signed_prekey_id())
                         .then_some(&keys.signed_prekey);
-                    let mut trial = record.clone();
+                    // Transactional: a failed decrypt leaves the record as it was.
                     let out = decrypt_prekey(
-                        &mut trial,
+                        record,
                         &keys.identity,
                         &message,
                         PreKeys { signed, one_time },
                         &mut OsRng,
                     )
                     .map_err(|e| signal_error("pkmsg", e))?;
-                    *record = trial;
                     opened.consumed_prekey = out.consumed_prekey_id;
                     out.plaintext
                 }
@@ -564,7 +573,11 @@ impl World {
             return;
         };
         if attr_text(node, "type").as_deref() == Some("retry") {
-            *state.retry_requests.entry(id.clone()).or_insert(0) += 1;
+            if state.retry_requests.len() >= MAX_TRACKED {
+                state.retry_requests.pop_first();
+            }
+            let n = state.retry_requests.entry(id.clone()).or_insert(0);
+            *n = n.saturating_add(1);
             if let Err(e) = self.answer_retry(account, device, state, node, &id) {
                 tracing::debug!("sim: simulated device cannot answer retry for {id}: {e}");
             }
@@ -581,7 +594,15 @@ impl World {
             devices.push(p);
         }
         if attr_text(node, "type").is_none() {
-            state.delivered.entry(id).or_default().extend(devices);
+            if state.delivered.len() >= MAX_TRACKED && !state.delivered.contains_key(&id) {
+                state.delivered.pop_first();
+            }
+            let seen = state.delivered.entry(id).or_default();
+            for d in devices {
+                if seen.len() < MAX_TRACKED_DEVICES && !seen.contains(&d) {
+                    seen.push(d);
+                }
+            }
         }
     }
 
@@ -700,6 +721,9 @@ impl World {
         let mut out = Node::new("message")
             .attr("id", id)
             .attr("type", sent.kind.as_str());
+        if sent.edit {
+            out = out.attr("edit", "1");
+        }
         out = if sent.chat.is_group() {
             out.attr("to", &sent.chat).attr("participant", &requester)
         } else {
@@ -719,7 +743,8 @@ impl World {
     }
 
     /// Sends `message` from the primary phone of simulated member `member` to `group` as
-    /// a phone does; returns the message id.
+    /// a phone does (`event_type` goes into `<meta>`; `edit` also sets `edit="1"`);
+    /// returns the message id.
     #[allow(clippy::too_many_arguments)]
     fn member_send<R: RngCore + CryptoRng>(
         &mut self,
@@ -813,13 +838,17 @@ impl World {
         }
         children.push(enc_node("skmsg", skmsg, hide));
         children.push(meta.clone());
-        let stanza = Node::new("message")
+        let edit = event_type == "edit";
+        let mut stanza = Node::new("message")
             .attr("id", id.as_str())
             .attr("to", &g.jid)
             .attr("type", kind)
             .attr("phash", phash.as_str())
-            .attr("addressing_mode", g.addressing.as_str())
-            .with_children(children);
+            .attr("addressing_mode", g.addressing.as_str());
+        if edit {
+            stanza = stanza.attr("edit", "1");
+        }
+        let stanza = stanza.with_children(children);
         state.remember_sent(
             id.clone(),
             SentMessage {
@@ -828,6 +857,7 @@ impl World {
                 kind: kind.to_owned(),
                 meta: Some(meta),
                 hide,
+                edit,
             },
         );
         let origin = Origin {
@@ -1001,6 +1031,45 @@ impl World {
         result
     }
 
+    /// Simulated member `member` edits (or, with `card.is_canceled()`, cancels) event
+    /// `event_id` it created, from its primary phone: an EVENT_EDIT
+    /// `secretEncryptedMessage` framed `type="event"`, `edit="1"`, `<meta
+    /// event_type="edit"/>`, `decrypt-fail="hide"`. Returns the edit's message id.
+    /// Refuses events its phone did not create.
+    pub fn member_edit_card<R: RngCore + CryptoRng>(
+        &mut self,
+        group: &Jid,
+        member: &Jid,
+        event_id: &str,
+        card: &EventCard,
+        rng: &mut R,
+    ) -> Result<String, SimError> {
+        let (account, mut state) = self.primary_phone(group, member)?;
+        let result = (|| {
+            let known = state
+                .events
+                .get(&(group.to_string(), event_id.to_owned()))
+                .cloned()
+                .ok_or_else(|| {
+                    SimError::Member(format!("{member}'s phone has not seen event {event_id}"))
+                })?;
+            if known.creator != account {
+                return Err(SimError::Member(format!(
+                    "{member} did not create event {event_id}"
+                )));
+            }
+            let event = EventRef::new(group.clone(), event_id, known.creator_jid.clone());
+            let message = edit_message(card, &event, &known.secret, &known.creator_jid, rng)
+                .map_err(|e| SimError::Member(format!("edit: {e}")))?;
+            self.member_send(
+                group, &account, &mut state, &message, "event", "edit", true, rng,
+            )
+        })();
+        self.phones.insert((account, 0), state);
+        self.settle();
+        result
+    }
+
     /// A simulated device forgets its session with `sender` (a device JID) and every
     /// sender key of it, so the next message from it fails and the device sends a retry
     /// receipt. Returns false when `device` is not simulated or `sender` unknown.
@@ -1029,6 +1098,14 @@ impl World {
                 state.key_holders.remove(&group.user);
             }
         }
+    }
+
+    /// A copy of the private keys of a simulated device as they are now (tests hand them
+    /// to an independent implementation; one-time prekeys are deleted once used, so take
+    /// the copy before the message arrives).
+    pub fn simulated_device_keys(&self, device: &Jid) -> Option<SimulatedKeys> {
+        let account = self.account_key(device)?;
+        self.simulated_keys(&account, device.device).cloned()
     }
 
     /// What every simulated device made of message `message_id` in `group`, sorted by

@@ -558,23 +558,30 @@ impl World {
     /// world operation that can route something ends with it.
     pub fn settle(&mut self) {
         let mut steps = 0usize;
-        loop {
-            while let Some((account, device, node)) = self.in_world.pop_front() {
-                steps += 1;
-                if steps > MAX_IN_WORLD_STEPS {
-                    tracing::warn!(
-                        "sim: in-world delivery loop cut after {MAX_IN_WORLD_STEPS} steps"
-                    );
-                    self.in_world.clear();
-                    return;
-                }
-                self.phone_receive(&account, device, node);
-            }
-            if self.pending_receipts.is_empty() {
+        while self.settle_steps(1024) {
+            steps += 1024;
+            if steps > MAX_IN_WORLD_STEPS {
+                tracing::warn!("sim: in-world delivery loop cut after {MAX_IN_WORLD_STEPS} steps");
+                self.in_world.clear();
+                self.pending_receipts.clear();
                 return;
             }
+        }
+    }
+
+    /// Processes at most `max` in-world deliveries; when the queue is empty, sends the
+    /// grouped delivery receipts. Returns true while work is left.
+    pub fn settle_steps(&mut self, max: usize) -> bool {
+        for _ in 0..max.max(1) {
+            let Some((account, device, node)) = self.in_world.pop_front() else {
+                break;
+            };
+            self.phone_receive(&account, device, node);
+        }
+        if self.in_world.is_empty() && !self.pending_receipts.is_empty() {
             self.flush_receipts();
         }
+        !self.in_world.is_empty() || !self.pending_receipts.is_empty()
     }
 
     /// `<call to="@call"><link_create media/></call>` → the link token; other call
@@ -782,6 +789,52 @@ mod tests {
     }
 
     #[test]
+    fn edits_and_cancels_from_the_creator_reach_every_device() {
+        let mut w = World::new(SimConfig::default());
+        let (g, members) = group_of(&mut w, 4, 1..=2, GroupAddressing::Lid, vec![]);
+        let rng = &mut StdRng::seed_from_u64(8);
+        let original = card("Lunch");
+        let id = w.member_send_card(&g, &members[0], &original, rng).unwrap();
+        let moved = original
+            .to_builder()
+            .name("Lunch (moved)")
+            .start_unix(1_900_007_200)
+            .build()
+            .unwrap();
+        let eid = w
+            .member_edit_card(&g, &members[0], &id, &moved, rng)
+            .unwrap();
+        let views = w.group_views(&g, &eid).unwrap();
+        assert!(!views.is_empty());
+        for v in &views {
+            assert_eq!(v.error, None, "{}", v.device);
+            assert_eq!(v.edit_of.as_deref(), Some(id.as_str()));
+            assert_eq!(v.card.as_ref(), Some(&moved));
+        }
+        let stanza = w
+            .captured_stanzas(&members[1].with_device(0))
+            .into_iter()
+            .find(|n| n.attr_str("id") == Some(eid.as_str()))
+            .unwrap();
+        assert_eq!(stanza.attr_str("edit"), Some("1"));
+        assert_eq!(
+            stanza.child_by_tag("meta").unwrap().attr_str("event_type"),
+            Some("edit")
+        );
+        let cid = w
+            .member_edit_card(&g, &members[0], &id, &moved.to_canceled(), rng)
+            .unwrap();
+        for v in w.group_views(&g, &cid).unwrap() {
+            assert!(v.card.unwrap().is_canceled());
+        }
+        // Only the creator edits.
+        assert!(matches!(
+            w.member_edit_card(&g, &members[1], &id, &moved, rng),
+            Err(SimError::Member(_))
+        ));
+    }
+
+    #[test]
     fn client_messages_are_checked_for_membership_and_phash_and_fanned_out() {
         let mut w = World::new(SimConfig::default());
         let me = w.create_account("15550001111").lid.clone();
@@ -951,6 +1004,103 @@ mod tests {
             w.add_group_member(&g, &members[3]),
             Err(SimError::BadGroup(_))
         ));
+    }
+
+    #[test]
+    fn direct_messages_fan_out_to_the_peer_and_own_devices_only() {
+        let mut w = World::new(SimConfig::default());
+        let me = w.create_account("15550001111").pn.clone();
+        let (client, conn) = real_client(&mut w, &me, true);
+        let conn = conn.unwrap();
+        let peer = w.create_account("15550002222").pn.clone();
+        let stranger = w.create_account("15550003333").pn.clone();
+        w.take_effects();
+        let enc = || {
+            Node::new("enc")
+                .attr("v", "2")
+                .attr("type", "pkmsg")
+                .with_bytes(vec![0x33, 1])
+        };
+        let to = |jid: Jid| Node::new("to").attr("jid", jid).child(enc());
+        let msg = Node::new("message")
+            .attr("id", "3EB0DM")
+            .attr("to", &peer)
+            .attr("type", "text")
+            .child(Node::new("participants").with_children(vec![
+                to(peer.with_device(0)),
+                to(me.with_device(0)),
+                to(client.clone()),
+                to(stranger.with_device(0)),
+            ]));
+        w.on_node(conn, msg, Instant::now());
+        let sent = sent_to(&w.take_effects(), conn);
+        assert_eq!(sent[0].tag, "ack");
+        assert_eq!(sent[0].get_attr("error"), None);
+        let at_peer = w.captured_stanzas(&peer.with_device(0));
+        assert_eq!(at_peer.len(), 1);
+        assert_eq!(attr_jid(&at_peer[0], "from"), Some(client.clone()));
+        assert_eq!(at_peer[0].get_attr("recipient"), None);
+        let at_own = w.captured_stanzas(&me.with_device(0));
+        assert_eq!(at_own.len(), 1);
+        assert_eq!(attr_jid(&at_own[0], "recipient"), Some(peer.clone()));
+        // Not the stranger, not the sending device itself.
+        assert!(w.captured_stanzas(&stranger.with_device(0)).is_empty());
+        // Both phones failed on the garbage and asked the client for a retry.
+        let retries = sent
+            .iter()
+            .filter(|n| n.tag == "receipt" && n.attr_str("type") == Some("retry"))
+            .count();
+        assert_eq!(retries, 2);
+        // Unknown recipient: 404.
+        let lost = Node::new("message")
+            .attr("id", "3EB0LOST")
+            .attr("to", Jid::pn_user("19999"))
+            .child(enc());
+        w.on_node(conn, lost, Instant::now());
+        let sent = sent_to(&w.take_effects(), conn);
+        assert_eq!(sent[0].attr_str("error"), Some("404"));
+    }
+
+    #[test]
+    fn device_changes_notify_everyone_sharing_a_group_and_change_the_phash() {
+        let mut w = World::new(SimConfig::default());
+        let me = w.create_account("15550001111").lid.clone();
+        let (_, conn) = real_client(&mut w, &me, true);
+        let conn = conn.unwrap();
+        let (g, members) = group_of(&mut w, 2, 1..=1, GroupAddressing::Lid, vec![me]);
+        let before = w.group_phash(&g).unwrap();
+        w.take_effects();
+        let added = w
+            .add_member_device(&members[1], &mut StdRng::seed_from_u64(3))
+            .unwrap();
+        let sent = sent_to(&w.take_effects(), conn);
+        let note = sent.iter().find(|n| n.tag == "notification").unwrap();
+        assert_eq!(note.attr_str("type"), Some("devices"));
+        let add = note.child_by_tag("add").unwrap();
+        let device = add.child_by_tag("device").unwrap();
+        assert_eq!(attr_jid(device, "lid"), Some(added.clone()));
+        assert!(device.get_attr("key-index").is_some());
+        let lids = w.account_devices(&w.account_key(&added).unwrap(), GroupAddressing::Lid);
+        assert_eq!(
+            add.attr_str("device_lid_hash"),
+            Some(super::super::groups::participant_hash(&lids).as_str())
+        );
+        assert_ne!(w.group_phash(&g).unwrap(), before);
+        // The new device gets the next card (the sender distributes its key to it).
+        let id = w
+            .member_send_card(
+                &g,
+                &members[2],
+                &card("New device"),
+                &mut StdRng::seed_from_u64(4),
+            )
+            .unwrap();
+        assert!(w.device_view(&added, &g, &id).unwrap().card.is_some());
+        w.remove_member_device(&added).unwrap();
+        let sent = sent_to(&w.take_effects(), conn);
+        assert!(sent.iter().any(|n| n.child_by_tag("remove").is_some()));
+        assert_eq!(w.group_phash(&g).unwrap(), before);
+        assert!(w.remove_member_device(&members[1].with_device(0)).is_err());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub const WS_PATH: &str = "/ws/chat";
 /// Longest websocket message accepted (one maximal frame with its prefix).
 const MAX_WS_MESSAGE: usize = FRAME_SIZE_LIMIT + FRAME_LENGTH_PREFIX;
 
+/// In-world deliveries processed per world lock when settling after a client stanza.
+const SETTLE_SLICE: usize = 64;
+
 /// How long `disconnect`/`stream_error` wait for the connection task to finish.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -184,7 +187,10 @@ impl SimServer {
             config,
             shutdown,
         });
-        let accept_task = tokio::spawn(accept_loop(listener, shared.clone()));
+        // Subscribe before spawning: a shutdown sent before the task first runs (a
+        // test that never yields) must still stop it.
+        let stop = shared.shutdown.subscribe();
+        let accept_task = tokio::spawn(accept_loop(listener, shared.clone(), stop));
         Ok(SimServer {
             shared,
             addr,
@@ -381,9 +387,14 @@ impl SimServer {
         self.shared.with_world(|w, _| w.protocol_errors())
     }
 
-    /// Runs `f` on the world (for tests that need more than the methods above).
+    /// Runs `f` on the world (for tests that need more than the methods above), after
+    /// finishing whatever simulated devices still had to process (a client's stanza is
+    /// acked before the simulated members decrypt it), so `f` sees a settled world.
     pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
-        self.shared.with_world(|w, _| f(w))
+        self.shared.with_world(|w, _| {
+            w.settle();
+            f(w)
+        })
     }
 
     /// Stops accepting, closes every connection and waits for the tasks to end.
@@ -491,8 +502,11 @@ impl SimPhone {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut shutdown = shared.shutdown.subscribe();
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -600,7 +614,11 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         tracing::info!(conn, "sim: connection ended: {why}");
     }
     lock(&shared.links).remove(&conn);
-    shared.with_world(|w, _| w.on_closed(conn));
+    shared.with_world(|w, _| {
+        w.on_closed(conn);
+        // Finish what simulated devices had left to do for this connection's stanzas.
+        w.settle();
+    });
 }
 
 type Established = (
@@ -666,10 +684,15 @@ async fn run(
     }
     let mut wake: Option<Instant> = None;
     let compress = shared.config.compress_outgoing;
+    // What simulated devices do in answer to a stanza (decrypting a group send to
+    // thousands of them) runs after the answer went out, in slices, yielding in
+    // between so the sender reads its ack and other connections move on meanwhile.
+    let mut settling = false;
     loop {
         // Frames cut from an earlier websocket message come first.
         while let Some(frame) = wire.queued.pop_front() {
             receive_frame(&mut incoming, &frame, conn, shared)?;
+            settling = true;
         }
         let sleep = async {
             match wake {
@@ -724,6 +747,10 @@ async fn run(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(Ended::Problem(e.to_string())),
             },
+            _ = std::future::ready(()), if settling => {
+                settling = shared.with_world(|w, _| w.settle_steps(SETTLE_SLICE));
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
@@ -742,7 +769,7 @@ fn receive_frame(
         .map_err(|e| Ended::Problem(e.to_string()))?;
     let now = Instant::now();
     match unmarshal(&plain) {
-        Ok(node) => shared.with_world(|w, _| w.on_node(conn, node, now)),
+        Ok(node) => shared.with_world(|w, _| w.on_node_deferred(conn, node, now)),
         Err(e) => shared.with_world(|w, _| {
             w.protocol_error(conn, format!("undecodable node: {e}"));
             w.end_with_stream_error(

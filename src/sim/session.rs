@@ -181,8 +181,18 @@ impl World {
         self.send(conn, stanza::success(unix_now(), &lid));
     }
 
-    /// Handles one stanza from a connection.
+    /// Handles one stanza from a connection, including everything simulated devices do
+    /// in answer (see [`World::settle`]).
     pub fn on_node(&mut self, conn: ConnId, node: Node, now: Instant) {
+        self.on_node_deferred(conn, node, now);
+        self.settle();
+    }
+
+    /// Handles one stanza from a connection but leaves what it routed to simulated
+    /// devices queued: the I/O layer sends the answer (e.g. the message ack) first and
+    /// then runs [`World::settle_steps`] in slices, so a send to thousands of simulated
+    /// devices does not hold everything else up.
+    pub fn on_node_deferred(&mut self, conn: ConnId, node: Node, now: Instant) {
         let logged_in = match self.connections.get_mut(&conn) {
             None => return,
             Some(c) => {
@@ -216,14 +226,12 @@ impl World {
                         conn: Some(conn),
                     };
                     self.route_receipt(&origin, &node);
-                    self.settle();
                 }
             }
             "call" => self.on_call(conn, &node),
             "message" => match &logged_in {
                 Some((account, device)) => {
                     self.on_client_message(conn, account, *device, &node);
-                    self.settle();
                 }
                 None => {
                     self.protocol_error(conn, "<message> before login");

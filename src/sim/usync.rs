@@ -20,7 +20,7 @@ pub const KEY_INDEX_SIGNATURE_PREFIX: [u8; 2] = [6, 2];
 impl World {
     /// The signed `ADVSignedKeyIndexList` of an account: raw id, now, the highest key
     /// index issued, every live companion's key index.
-    fn key_index_list(&self, key: &str) -> Option<Vec<u8>> {
+    pub(crate) fn key_index_list_bytes(&self, key: &str) -> Option<Vec<u8>> {
         let a = self.accounts.get(key)?;
         let valid: Vec<u32> = a
             .devices
@@ -105,7 +105,7 @@ impl World {
                             })
                             .unwrap_or_default();
                         let mut dev = vec![Node::new("device-list").with_children(devices)];
-                        if let Some(list) = self.key_index_list(&key) {
+                        if let Some(list) = self.key_index_list_bytes(&key) {
                             dev.push(
                                 Node::new("key-index-list")
                                     .attr("ts", unix_now())
