@@ -74,7 +74,14 @@ fn benches(c: &mut Criterion) {
                     .group_stanza(&group, &format!("3EB0W{n}"), &content(), false, rng)
                     .unwrap()
             },
-            |node| black_box(receive(&store, &local, &node, &mut StdRng::seed_from_u64(2))),
+            |node| {
+                black_box(receive(
+                    &store,
+                    &local,
+                    &node,
+                    &mut StdRng::seed_from_u64(2),
+                ))
+            },
             BatchSize::SmallInput,
         )
     });
