@@ -3,9 +3,9 @@
 //! [`StoreBatch`] for the caller to commit before it acks.
 //!
 //! For each `<enc>` part, pairwise first:
-//! 1. a ciphertext seen before (same SHA-256) takes its plaintext from the store's
-//!    `decrypted` buffer — a redelivery after a crash never fails on a ratchet that
-//!    already moved on;
+//! 1. a part seen before (same chat, sender, message id and ciphertext:
+//!    [`buffer_key`]) takes its plaintext from the store's `decrypted` buffer — a
+//!    redelivery after a crash never fails on a ratchet that already moved on;
 //! 2. otherwise `pkmsg`/`msg` decrypt with the sender device's session (its LID address
 //!    when the LID is known; a session still under the phone-number address is moved
 //!    over), `skmsg` with the sender key of (chat, sender device);
@@ -158,6 +158,24 @@ async fn addresses_of<S: Store + ?Sized>(
     Ok((sender.clone(), None))
 }
 
+/// The key of a part's plaintext in the store's `decrypted` buffer: SHA-256 over the
+/// chat, the sender device, the message id and the ciphertext. A redelivery (the same
+/// stanza again) finds it; the same ciphertext under another message never does.
+pub fn buffer_key(envelope: &Envelope, ciphertext: &[u8]) -> [u8; 32] {
+    let info = &envelope.info;
+    let mut h = Sha256::new();
+    for field in [
+        info.chat.to_string().as_bytes(),
+        info.sender.to_string().as_bytes(),
+        info.id.as_bytes(),
+    ] {
+        h.update(u64::try_from(field.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(field);
+    }
+    h.update(ciphertext);
+    h.finalize().into()
+}
+
 /// Records changed while decrypting one message (later parts see earlier changes).
 #[derive(Default)]
 struct Working {
@@ -218,7 +236,7 @@ where
         }
     }
     for part in &envelope.parts {
-        let hash: [u8; 32] = Sha256::digest(&part.ciphertext).into();
+        let hash = buffer_key(envelope, &part.ciphertext);
         let (plaintext, fresh) = match store.load_decrypted(&hash).await? {
             Some(buffered) => {
                 out.redelivered += 1;
@@ -684,6 +702,13 @@ mod tests {
         assert_eq!(again.redelivered, 2);
         assert_eq!(again.messages, first.messages);
         assert!(again.batch.decrypted.is_empty() && again.batch.signal.is_empty());
+        // The same ciphertext under another message id is not that message: its keys
+        // are used up, so it is a duplicate and nothing is delivered.
+        let other = node.clone().attr("id", "M1-COPY");
+        let copy = run(&mut f, &other);
+        assert_eq!(copy.redelivered, 0);
+        assert_eq!(copy.duplicates, 2);
+        assert!(copy.messages.is_empty());
         // A message whose plaintext is not buffered (only the Signal state was kept):
         // its key is used up, so it is a duplicate, not a failure.
         let node = f
