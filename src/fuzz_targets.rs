@@ -16,6 +16,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("gateway_request", gateway_request),
     ("sim_stanzas", sim_stanzas),
     ("client_stanzas", client_stanzas),
+    ("group_fanout", group_fanout),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -140,4 +141,10 @@ pub fn sim_stanzas(data: &[u8]) {
 /// a fixed secret and identity, prekey counts, pairing-code stanzas, acks).
 pub fn client_stanzas(data: &[u8]) {
     let _ = crate::client::fuzz_support::stanzas(data);
+}
+
+/// Hostile device lists, sender-key record and `Message` through the group fan-out
+/// state and a send (see `messaging::fuzz_support`).
+pub fn group_fanout(data: &[u8]) {
+    crate::messaging::fuzz_support::group_fanout(data);
 }

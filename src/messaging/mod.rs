@@ -15,6 +15,8 @@
 
 pub mod fanout;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod message_id;
 pub mod phash;
 
