@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, FuzzEntry)] = &[
     ("message_stanza", message_stanza),
     ("send_answers", send_answers),
     ("event_incoming", event_incoming),
+    ("group_fanout", group_fanout),
 ];
 
 /// Looks up a fuzz entry point by target name.
@@ -162,4 +163,10 @@ pub fn send_answers(data: &[u8]) {
 /// events API's incoming handler (cards, RSVPs and edits of a stored event).
 pub fn event_incoming(data: &[u8]) {
     let _ = crate::client::events_fuzz::event_incoming(data);
+}
+
+/// Hostile device lists, sender-key record and `Message` through the group fan-out
+/// state and a send (see `messaging::fuzz_support`).
+pub fn group_fanout(data: &[u8]) {
+    crate::messaging::fuzz_support::group_fanout(data);
 }

@@ -42,7 +42,7 @@
 //! receipt (§10.8; whatsapp-rust behaviour: the original content only, no SKDM — the
 //! device is marked as lacking our key so the next group message carries one).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use rand_core::{CryptoRng, RngCore};
 
@@ -151,6 +151,8 @@ pub struct GroupFanout {
     sender: Jid,
     devices: Vec<Jid>,
     ad_strings: Vec<String>,
+    /// Device (agent 0) → position in `devices`.
+    index: HashMap<Jid, usize>,
     phash: String,
     lacking: BTreeSet<usize>,
     key_id: Option<u32>,
@@ -290,6 +292,7 @@ impl GroupFanout {
             sender,
             devices: Vec::new(),
             ad_strings: Vec::new(),
+            index: HashMap::new(),
             phash: String::new(),
             lacking: BTreeSet::new(),
             key_id: None,
@@ -382,6 +385,11 @@ impl GroupFanout {
         with_sender.push(&sender_ad);
         with_sender.extend(ad_strings.iter().skip(at).map(String::as_str));
         self.phash = participant_hash_of_sorted(&with_sender);
+        self.index = devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.clone(), i))
+            .collect();
         self.devices = devices;
         self.ad_strings = ad_strings;
         self.lacking = lacking;
@@ -462,7 +470,11 @@ impl GroupFanout {
     }
 
     fn index_of(&self, device: &Jid) -> Option<usize> {
-        self.ad_strings.binary_search(&device.ad_string()).ok()
+        if device.agent == 0 {
+            self.index.get(device).copied()
+        } else {
+            self.index.get(&device.with_device(device.device)).copied()
+        }
     }
 
     /// Marks every device as lacking our sender key.
@@ -509,7 +521,7 @@ pub fn prepare_group_send<R: RngCore + CryptoRng + ?Sized>(
             group::create_distribution_message(&mut record, rng).map_err(FanoutError::SenderKey)?;
         let skdm_plaintext = skdm_message_plaintext(&fanout.group, &skdm, rng);
         drop(skdm);
-        pairwise = encrypt_pairwise(our, targets, &|_| skdm_plaintext.as_slice(), rng)?;
+        pairwise = encrypt_pairwise(our, &framing, targets, &|_| skdm_plaintext.as_slice(), rng)?;
     }
 
     let content = Zeroizing::new(padding::pad(&send.message.encode_to_vec(), rng));
@@ -529,7 +541,9 @@ pub fn prepare_group_send<R: RngCore + CryptoRng + ?Sized>(
     node = node.attr("phash", fanout.phash.as_str());
     let mut children = Vec::with_capacity(4);
     if !pairwise.participants.is_empty() {
-        children.push(participants_node(&framing, &mut pairwise.participants));
+        children.push(
+            Node::new("participants").with_children(std::mem::take(&mut pairwise.participants)),
+        );
         if pairwise.counts.pkmsg > 0 {
             children.push(Node::new("device-identity").with_bytes(send.device_identity));
         }
@@ -604,6 +618,7 @@ pub fn prepare_direct_send<R: RngCore + CryptoRng + ?Sized>(
     ));
     let pairwise = encrypt_pairwise(
         our,
+        &framing,
         targets,
         &|d: &Jid| {
             if is_own(d) {
@@ -627,7 +642,8 @@ pub fn prepare_direct_send<R: RngCore + CryptoRng + ?Sized>(
         node = node.attr("edit", edit);
     }
     let mut children = Vec::with_capacity(3);
-    children.push(participants_node(&framing, &mut pairwise.participants));
+    children
+        .push(Node::new("participants").with_children(std::mem::take(&mut pairwise.participants)));
     if pairwise.counts.pkmsg > 0 {
         children.push(Node::new("device-identity").with_bytes(send.device_identity));
     }
@@ -831,18 +847,12 @@ fn device_sent_message(chat: &Jid, message: &e2e::Message) -> e2e::Message {
     }
 }
 
-/// `<participants><to jid><enc …/></to>…</participants>`, taking the encs.
-fn participants_node(framing: &Framing, participants: &mut Vec<(Jid, CiphertextMessage)>) -> Node {
-    let children = participants
-        .drain(..)
-        .map(|(device, ciphertext)| {
-            let enc_type = ciphertext.enc_type();
-            Node::new("to")
-                .attr("jid", device)
-                .child(framing.enc_node(enc_type, ciphertext.into_bytes()))
-        })
-        .collect();
-    Node::new("participants").with_children(children)
+/// `<to jid><enc …/></to>` for one device.
+fn to_node(framing: &Framing, device: &Jid, ciphertext: CiphertextMessage) -> Node {
+    let enc_type = ciphertext.enc_type();
+    Node::new("to")
+        .attr("jid", device)
+        .child(framing.enc_node(enc_type, ciphertext.into_bytes()))
 }
 
 /// The result of encrypting one target.
@@ -861,9 +871,9 @@ enum Outcome {
 /// Pairwise results of a fan-out, in target order.
 #[derive(Default)]
 struct PairwiseResults {
-    /// (device, ciphertext) for the `participants` node.
-    participants: Vec<(Jid, CiphertextMessage)>,
-    /// The devices of `participants` (kept after the node takes the ciphertexts).
+    /// The `<to>` children of the `participants` node.
+    participants: Vec<Node>,
+    /// The devices of `participants`.
     participants_devices: Vec<Jid>,
     unreachable: Vec<Jid>,
     batch: SignalStateBatch,
@@ -871,19 +881,21 @@ struct PairwiseResults {
 }
 
 impl PairwiseResults {
-    fn push(&mut self, outcome: Outcome) {
+    fn push(&mut self, outcome: Fanned) {
         match outcome {
-            Outcome::Encrypted {
+            Fanned::Sent {
                 device,
+                to,
                 address,
                 record,
-                ciphertext,
+                pkmsg,
                 new_session,
                 identity,
             } => {
-                match ciphertext {
-                    CiphertextMessage::PreKey(_) => self.counts.pkmsg += 1,
-                    CiphertextMessage::Whisper(_) => self.counts.msg += 1,
+                if pkmsg {
+                    self.counts.pkmsg += 1;
+                } else {
+                    self.counts.msg += 1;
                 }
                 if new_session {
                     self.counts.new_sessions += 1;
@@ -892,13 +904,51 @@ impl PairwiseResults {
                     self.batch.put_identity(address.clone(), identity);
                 }
                 self.batch.sessions.push((address, record));
-                self.participants_devices.push(device.clone());
-                self.participants.push((device, ciphertext));
+                self.participants_devices.push(device);
+                self.participants.push(to);
             }
-            Outcome::Unreachable(device) => {
+            Fanned::Unreachable(device) => {
                 self.counts.unreachable += 1;
                 self.unreachable.push(device);
             }
+        }
+    }
+}
+
+/// One target's result with its `<to>` node already built (in the worker thread).
+enum Fanned {
+    Sent {
+        device: Jid,
+        to: Node,
+        address: ProtocolAddress,
+        record: RecordBytes,
+        pkmsg: bool,
+        new_session: bool,
+        identity: Option<PublicKey>,
+    },
+    Unreachable(Jid),
+}
+
+impl Fanned {
+    fn new(framing: &Framing, outcome: Outcome) -> Fanned {
+        match outcome {
+            Outcome::Encrypted {
+                device,
+                address,
+                record,
+                ciphertext,
+                new_session,
+                identity,
+            } => Fanned::Sent {
+                pkmsg: matches!(ciphertext, CiphertextMessage::PreKey(_)),
+                to: to_node(framing, &device, ciphertext),
+                device,
+                address,
+                record,
+                new_session,
+                identity,
+            },
+            Outcome::Unreachable(device) => Fanned::Unreachable(device),
         }
     }
 }
@@ -923,6 +973,7 @@ fn worker_threads() -> usize {
 /// large enough; results stay in target order.
 fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
     our: &LocalIdentity,
+    framing: &Framing,
     targets: Vec<PairwiseTarget>,
     plaintext_for: &(dyn Fn(&Jid) -> &'p [u8] + Sync),
     rng: &mut R,
@@ -954,9 +1005,9 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
             .into_iter()
             .map(|t| {
                 let plaintext = plaintext_for(&t.device);
-                encrypt_one(our, t, plaintext, &mut chunk_rng)
+                encrypt_one(our, t, plaintext, &mut chunk_rng).map(|o| Fanned::new(framing, o))
             })
-            .collect::<Result<Vec<Outcome>, FanoutError>>()
+            .collect::<Result<Vec<Fanned>, FanoutError>>()
     };
     if threads <= 1 || chunks.len() <= 1 || cost < PARALLEL_THRESHOLD_MICROS {
         for chunk in chunks {
@@ -975,14 +1026,14 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         groups.push(chunks.by_ref().take(per_worker).collect());
     }
     let run = &run;
-    let outputs: Vec<Result<Vec<Outcome>, FanoutError>> = std::thread::scope(|scope| {
+    let outputs: Vec<Result<Vec<Fanned>, FanoutError>> = std::thread::scope(|scope| {
         let mut groups = groups.into_iter();
         let first = groups.next();
         let handles: Vec<_> = groups
             .map(|group| {
                 std::thread::Builder::new()
                     .name("waevent-fanout".into())
-                    .spawn_scoped(scope, move || -> Result<Vec<Outcome>, FanoutError> {
+                    .spawn_scoped(scope, move || -> Result<Vec<Fanned>, FanoutError> {
                         let mut out = Vec::new();
                         for chunk in group {
                             out.extend(run(chunk)?);

@@ -11,6 +11,13 @@
 //! | `encEventResponseMessage` (RSVP) | `text` | `text`, no meta, no `decrypt-fail` | `event`, `<meta event_type="response"/>`, `decrypt-fail="hide"` |
 //! | `secretEncryptedMessage` EVENT_EDIT | `text` | not supported | `event`, `edit="1"`, `<meta event_type="edit"/>`, `decrypt-fail="hide"` |
 //!
+//! (Checked in the sources: Baileys `7.0.0-rc14` `lib/Socket/messages-send.js`
+//! `getMessageType` and `sendMessage`, which adds the creation meta only for its own
+//! `event` content; whatsapp-rust `wacore` `stanza_type_from_message` and the group
+//! stanza builder in `wacore/src/send/group.rs`, which puts `decrypt-fail="hide"` on the
+//! SKDM copies as well as on the skmsg so that receivers without our key stay silent;
+//! whatsmeow `send.go` `getTypeFromMessage`.)
+//!
 //! We follow whatsapp-rust everywhere: it is derived from WhatsApp Web's own code and
 //! is the only one that frames RSVPs and edits (Baileys' plain-`text` RSVP is accepted
 //! by the server but the phones do not count it). Like WA Web we classify the content

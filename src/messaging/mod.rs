@@ -1,10 +1,10 @@
 //! Sans-IO message stanzas: what goes into a `<message>` for a group or a 1:1 chat.
 //!
-//! * [`framing`]: the stanza `type`, `<meta>`, `edit` and `decrypt-fail` derived from the
+//! * [`framing`](crate::messaging::framing): the stanza `type`, `<meta>`, `edit` and `decrypt-fail` derived from the
 //!   content of a `Message` (event cards, RSVPs, event edits).
-//! * [`phash`]: the participant-list hash (`phash="2:…"`).
-//! * [`message_id`]: WhatsApp-style message ids (`3EB0…`).
-//! * [`fanout`]: preparing a send — pads and encrypts the content, distributes our
+//! * [`phash`](crate::messaging::phash): the participant-list hash (`phash="2:…"`).
+//! * [`message_id`](crate::messaging::message_id): WhatsApp-style message ids (`3EB0…`).
+//! * [`fanout`](crate::messaging::fanout): preparing a send — pads and encrypts the content, distributes our
 //!   sender key pairwise to the devices that lack it, and builds the `<message>` node and
 //!   the Signal state batch to commit before the bytes leave. Also the 1:1 variant and
 //!   the retry resend to a single device.
@@ -15,6 +15,8 @@
 
 pub mod fanout;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod message_id;
 pub mod phash;
 
