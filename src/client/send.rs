@@ -16,7 +16,7 @@
 //!     error + another phash → refresh group and device caches, prepare again, resend
 //!     once (same id; new ratchet steps, never a reused key)
 //!     other error → SendError::ServerError
-//!   mark the devices that got our sender key (never our own) and the message Acked
+//!   mark the devices that got our sender key (our own included) and the message Acked
 //! ```
 //!
 //! One lock serialises every change of Signal state made by sends and retries (sender
@@ -258,7 +258,7 @@ impl Client {
             }
             match ack.error {
                 None => {
-                    self.after_group_ack(group, &committed, creds).await?;
+                    self.after_group_ack(group, &committed).await?;
                     return Ok(SendReceipt {
                         message_id: id,
                         server_time: ack.t.unwrap_or_else(|| now_ms() / 1000),
@@ -309,9 +309,6 @@ impl Client {
                 .map(|d| (d.user.as_str(), d.server.as_str()))
                 .collect();
             for d in self.store().sender_key_holders(group).await? {
-                if is_own(&d, creds) {
-                    continue;
-                }
                 if members.contains(&(d.user.as_str(), d.server.as_str())) {
                     holders.push(d);
                 } else {
@@ -465,19 +462,13 @@ impl Client {
     }
 
     /// After the server's ack of a group message: the devices that got our sender key
-    /// have it (never our own: they always get a fresh SKDM), the message is Acked.
-    async fn after_group_ack(
-        &self,
-        group: &Jid,
-        committed: &Committed,
-        creds: &DeviceCredentials,
-    ) -> Result<(), SendError> {
-        let holders: Vec<Jid> = committed
-            .skdm_devices
-            .iter()
-            .filter(|d| !is_own(d, creds))
-            .cloned()
-            .collect();
+    /// have it (our own other devices included), the message is Acked.
+    async fn after_group_ack(&self, group: &Jid, committed: &Committed) -> Result<(), SendError> {
+        // Our own other devices are remembered like everyone else's (as Baileys does;
+        // whatsapp-rust re-sends to them every time), so a warm send carries no SKDM at
+        // all; one of ours that lost the key asks again with a retry receipt, which
+        // marks it as lacking the key.
+        let holders: Vec<Jid> = committed.skdm_devices.clone();
         let mut batch = StoreBatch {
             sent_states: vec![SentStateUpdate {
                 chat: group.clone(),

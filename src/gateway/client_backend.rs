@@ -117,6 +117,11 @@ pub fn backend_error(error: EventError) -> BackendError {
         EventError::Rejected(why) => BackendError::Rejected(why),
         EventError::Send(SendError::NotConnected) => BackendError::NotConnected,
         EventError::Send(SendError::Rejected(why)) => BackendError::Rejected(why),
+        // A card without its secret, a call link the server would not make: refused
+        // before anything was encrypted.
+        other @ (EventError::MissingSecret { .. } | EventError::CallLink(_)) => {
+            BackendError::Rejected(other.to_string())
+        }
         other => BackendError::Failed(other.to_string()),
     }
 }
