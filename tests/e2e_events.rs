@@ -735,9 +735,9 @@ async fn device_that_lost_its_session_recovers_through_a_retry_receipt() {
         );
         assert!(!v.retry_sent, "{}", v.device);
         // A retry from a primary phone makes the sender forget every device of that
-        // user (WhatsApp Web's rule); our own devices always get a fresh SKDM (the send
-        // pipeline's choice); nobody else needs one.
-        let expected = v.device.to_non_ad() == victim.to_non_ad() || p.is_own(&v.device);
+        // user (WhatsApp Web's rule); nobody else needs our sender key again, our own
+        // devices included (they are remembered like everyone else's).
+        let expected = v.device.to_non_ad() == victim.to_non_ad();
         assert_eq!(v.got_sender_key, expected, "{} (victim {victim})", v.device);
     }
     assert!(
