@@ -1,8 +1,9 @@
 //! The seed corpus of the `message_event` fuzz target (`fuzz/corpus/message_event/`):
 //! real messages produced by waevent (cards, RSVPs and edits encrypted under the
 //! target's fixed secret so decryption succeeds, wrapped forms, JSON) plus a few
-//! corrupt ones. `cargo test -- --ignored regenerate` rewrites them; the normal test
-//! checks the committed seeds still reach the deep paths.
+//! corrupt ones. `WAEVENT_WRITE_FUZZ_SEEDS=1 cargo test --test event_fuzz_seeds`
+//! rewrites them; every run checks the committed seeds are exactly those bytes and
+//! still reach the deep paths.
 
 use std::path::PathBuf;
 
@@ -151,13 +152,31 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// The committed `seed_*` files are exactly what `seeds()` makes;
+/// `WAEVENT_WRITE_FUZZ_SEEDS=1` rewrites them first.
 #[test]
-#[ignore = "rewrites fuzz/corpus/message_event; run with --ignored to regenerate"]
-fn regenerate_message_event_seeds() {
+fn committed_seeds_are_what_the_generator_makes() {
     let dir = corpus_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+    let write = std::env::var_os("WAEVENT_WRITE_FUZZ_SEEDS").is_some();
+    if write {
+        std::fs::create_dir_all(&dir).unwrap();
+    }
     for (name, bytes) in seeds() {
-        std::fs::write(dir.join(format!("seed_{name}")), bytes).unwrap();
+        let path = dir.join(format!("seed_{name}"));
+        if write {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (regenerate with WAEVENT_WRITE_FUZZ_SEEDS=1)",
+                path.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{} differs from the generator",
+            path.display()
+        );
     }
 }
 
