@@ -3,6 +3,7 @@
 //! the shape and length of what it reads and returns a [`Malformed`] that says what was
 //! wrong, so hostile input ends as an error, never a panic.
 
+use super::stanza::iq_error_of;
 use crate::binary::{AttrValue, Node};
 use crate::jid::Jid;
 
@@ -130,18 +131,12 @@ pub(crate) fn be_u32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
-/// The `<error code text>` child of a node, if any: (code, text). Code 0 when unreadable.
+/// The `<error code text>` child of a node, if any: (code, text shortened for an
+/// error message). Code 0 when unreadable. The same reading as [`iq_error_of`].
 pub(crate) fn error_child(node: &Node) -> Option<(u16, String)> {
-    let e = node.child_by_tag("error")?;
-    let code = e
-        .get_attr("code")
-        .and_then(|c| c.to_text().parse().ok())
-        .unwrap_or(0);
-    let text = e
-        .get_attr("text")
-        .map(|t| shown(&t.to_text()))
-        .unwrap_or_default();
-    Some((code, text))
+    node.child_by_tag("error")?;
+    let (code, text) = iq_error_of(node);
+    Some((code, shown(&text)))
 }
 
 #[cfg(test)]
