@@ -248,7 +248,7 @@ struct SendSideHandler;
 #[async_trait]
 impl StanzaHandler for SendSideHandler {
     async fn handle(&self, client: &Client, stanza: Node) {
-        match stanza.tag.as_str() {
+        match stanza.tag.as_ref() {
             "notification" => client.handle_fanout_notification(&stanza).await,
             "receipt" if stanza.attr_str("type") == Some("retry") => {
                 client.handle_retry_receipt(&stanza).await
@@ -256,7 +256,7 @@ impl StanzaHandler for SendSideHandler {
             _ => {}
         }
         if matches!(
-            stanza.tag.as_str(),
+            stanza.tag.as_ref(),
             "message" | "receipt" | "notification" | "call"
         ) {
             let _ = client.send_ack(&stanza, None).await;

@@ -462,7 +462,7 @@ async fn removing_a_connected_device_sends_device_removed_and_blocks_later_login
     .unwrap();
     let f = again.recv().await.unwrap();
     assert_eq!(
-        (f.tag.as_str(), attr_text(&f, "reason").as_deref()),
+        (f.tag.as_ref(), attr_text(&f, "reason").as_deref()),
         ("failure", Some("401"))
     );
     assert!(

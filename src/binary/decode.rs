@@ -194,16 +194,27 @@ fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>> {
 
 /// A string or JID read from the wire.
 enum Item<'a> {
+    /// A dictionary token: a `'static` string, kept without copying.
+    Token(&'static str),
     Text(Cow<'a, str>),
     Jid(Jid),
 }
 
 impl<'a> Item<'a> {
-    /// As a string (tags and keys): a JID becomes its wire text.
+    /// As a string (JID parts): a JID becomes its wire text.
     fn into_text(self) -> Cow<'a, str> {
         match self {
+            Item::Token(t) => Cow::Borrowed(t),
             Item::Text(t) => t,
             Item::Jid(j) => Cow::Owned(wire_text(&j)),
+        }
+    }
+
+    /// As an owned-or-static string (tags and keys): tokens are not copied.
+    fn into_static_text(self) -> Cow<'static, str> {
+        match self {
+            Item::Token(t) => Cow::Borrowed(t),
+            other => Cow::Owned(other.into_text().into_owned()),
         }
     }
 }
@@ -298,7 +309,7 @@ impl<'a> Decoder<'a> {
         if size == 0 {
             return Err(DecodeError::EmptyNode { offset: start });
         }
-        let tag = self.read_item("node tag")?.into_text().into_owned();
+        let tag = self.read_item("node tag")?.into_static_text();
         if tag.is_empty() {
             return Err(DecodeError::EmptyTag { offset: start });
         }
@@ -307,15 +318,16 @@ impl<'a> Decoder<'a> {
         let mut attrs = Attrs::with_capacity(attr_count.min(self.remaining() / 2));
         for _ in 0..attr_count {
             self.count_item(self.pos)?;
-            let key = self.read_item("attribute key")?.into_text().into_owned();
+            let key = self.read_item("attribute key")?.into_static_text();
             let value = match self.read_item("attribute value")? {
                 // A JID token whose text is no real JID (Baileys writes any
                 // `x@y` string as JID_PAIR) reads back as the string it was.
-                Item::Jid(j) if !is_real_jid(&j) => AttrValue::Str(wire_text(&j)),
+                Item::Jid(j) if !is_real_jid(&j) => AttrValue::Str(Cow::Owned(wire_text(&j))),
                 Item::Jid(j) => AttrValue::Jid(j),
+                Item::Token(t) => AttrValue::from_static(t),
                 Item::Text(t) => match real_jid_in_text(&t) {
                     Some(j) => AttrValue::Jid(j),
-                    None => AttrValue::Str(t.into_owned()),
+                    None => AttrValue::Str(Cow::Owned(t.into_owned())),
                 },
             };
             attrs.push_unchecked(key, value);
@@ -366,11 +378,11 @@ impl<'a> Decoder<'a> {
     /// A string or JID whose tag byte (at offset `at`) was just read.
     fn item_from_tag(&mut self, tag: u8, at: usize, what: &'static str) -> Result<Item<'a>> {
         match tag {
-            LIST_EMPTY => Ok(Item::Text(Cow::Borrowed(""))),
+            LIST_EMPTY => Ok(Item::Token("")),
             DICTIONARY_0..=DICTIONARY_3 => {
                 let index = self.byte("double-byte token index")?;
                 let s = token::double_byte(tag - DICTIONARY_0, index).unwrap_or_default();
-                Ok(Item::Text(Cow::Borrowed(s)))
+                Ok(Item::Token(s))
             }
             BINARY_8 | BINARY_20 | BINARY_32 => {
                 let len = self.binary_len(tag)?;
@@ -422,7 +434,7 @@ impl<'a> Decoder<'a> {
                 expected: what_string(what),
             }),
             byte => match token::single_byte(byte) {
-                Some(s) => Ok(Item::Text(Cow::Borrowed(s))),
+                Some(s) => Ok(Item::Token(s)),
                 None => Err(DecodeError::UnexpectedByte {
                     offset: at,
                     byte,
@@ -435,6 +447,7 @@ impl<'a> Decoder<'a> {
     /// A user or server inside a JID token: a string, never a nested JID.
     fn read_jid_part(&mut self, jid_at: usize, what: &'static str) -> Result<Cow<'a, str>> {
         match self.read_item(what)? {
+            Item::Token(t) => Ok(Cow::Borrowed(t)),
             Item::Text(t) => Ok(t),
             Item::Jid(_) => Err(invalid_jid(jid_at, "a JID part is itself a JID")),
         }

@@ -178,7 +178,7 @@ impl Encoder<'_> {
     fn write_node(&mut self, node: &Node, depth: usize) -> Result<(), EncodeError> {
         if depth > MAX_DEPTH {
             return Err(EncodeError::TooDeep {
-                tag: node.tag.clone(),
+                tag: node.tag.to_string(),
                 max: MAX_DEPTH,
             });
         }
@@ -193,7 +193,7 @@ impl Encoder<'_> {
             .and_then(|n| n.checked_add(1 + has_content))
             .filter(|&n| n <= usize::from(u16::MAX))
             .ok_or_else(|| EncodeError::TooManyAttributes {
-                tag: node.tag.clone(),
+                tag: node.tag.to_string(),
                 count: node.attrs.len(),
             })?;
         self.write_list_start(size);
@@ -209,7 +209,7 @@ impl Encoder<'_> {
                 AttrValue::Jid(jid) => {
                     let layout = JidLayout::of_jid(jid).map_err(|reason| {
                         EncodeError::UnrepresentableJid {
-                            tag: node.tag.clone(),
+                            tag: node.tag.to_string(),
                             key: key.to_string(),
                             jid: jid.to_string(),
                             reason,
@@ -229,7 +229,7 @@ impl Encoder<'_> {
             NodeContent::Nodes(children) => {
                 if children.len() > usize::from(u16::MAX) {
                     return Err(EncodeError::TooManyChildren {
-                        tag: node.tag.clone(),
+                        tag: node.tag.to_string(),
                         count: children.len(),
                     });
                 }
@@ -362,7 +362,7 @@ impl Encoder<'_> {
 
 fn too_long(node: &Node, len: usize) -> EncodeError {
     EncodeError::TooLong {
-        tag: node.tag.clone(),
+        tag: node.tag.to_string(),
         len,
     }
 }

@@ -44,7 +44,7 @@ pub fn node_to_json(node: &Node) -> Value {
         NodeContent::Nodes(children) => Value::Array(children.iter().map(node_to_json).collect()),
     };
     let mut obj = Map::with_capacity(3);
-    obj.insert("tag".into(), Value::String(node.tag.clone()));
+    obj.insert("tag".into(), Value::String(node.tag.to_string()));
     obj.insert("attrs".into(), Value::Object(attrs));
     obj.insert("content".into(), content);
     Value::Object(obj)
@@ -127,7 +127,7 @@ fn node_at(value: &Value, path: &str, depth: usize) -> Result<Node, JsonNodeErro
         }
     };
     Ok(Node {
-        tag,
+        tag: tag.into(),
         attrs,
         content,
     })

@@ -17,8 +17,8 @@ use super::wire_jid::{real_jid_in_text, wire_text};
 /// like a JID is still written as a JID, exactly as Baileys writes such strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AttrValue {
-    /// A plain string.
-    Str(String),
+    /// A plain string (borrowed when it is a `'static` one, e.g. a token).
+    Str(Cow<'static, str>),
     /// A JID, written with a JID token.
     Jid(Jid),
 }
@@ -45,7 +45,7 @@ impl AttrValue {
     /// same value for every value the decoder produces, except JIDs with an agent.
     pub fn to_text(&self) -> Cow<'_, str> {
         match self {
-            AttrValue::Str(s) => Cow::Borrowed(s),
+            AttrValue::Str(s) => Cow::Borrowed(s.as_ref()),
             AttrValue::Jid(j) => Cow::Owned(wire_text(j)),
         }
     }
@@ -55,7 +55,16 @@ impl AttrValue {
     fn from_string(s: String) -> Self {
         match real_jid_in_text(&s) {
             Some(jid) => AttrValue::Jid(jid),
-            None => AttrValue::Str(s),
+            None => AttrValue::Str(Cow::Owned(s)),
+        }
+    }
+
+    /// Like `From<&str>`, without copying the string: for the fixed values of hot
+    /// stanzas (`"2"`, `"msg"`, `"hide"`).
+    pub fn from_static(s: &'static str) -> Self {
+        match real_jid_in_text(s) {
+            Some(jid) => AttrValue::Jid(jid),
+            None => AttrValue::Str(Cow::Borrowed(s)),
         }
     }
 }
@@ -69,7 +78,7 @@ impl fmt::Display for AttrValue {
 impl PartialEq<str> for AttrValue {
     fn eq(&self, other: &str) -> bool {
         match self {
-            AttrValue::Str(s) => s == other,
+            AttrValue::Str(s) => s.as_ref() == other,
             AttrValue::Jid(j) => wire_text(j) == other,
         }
     }
@@ -116,7 +125,7 @@ macro_rules! attr_value_from_integer {
         impl From<$t> for AttrValue {
             /// The decimal text of the number (written nibble-packed on the wire).
             fn from(n: $t) -> Self {
-                AttrValue::Str(n.to_string())
+                AttrValue::Str(Cow::Owned(n.to_string()))
             }
         }
     )*};
@@ -124,9 +133,10 @@ macro_rules! attr_value_from_integer {
 attr_value_from_integer!(u8, u16, u32, u64, usize, i32, i64);
 
 /// A node's attributes in insertion order (the order they are written in, which the
-/// bytes depend on). Keys are unique: [`Attrs::set`] replaces a value in place.
+/// bytes depend on). Keys are unique: [`Attrs::set`] replaces a value in place. Keys
+/// that are `'static` strings (every literal, every decoded token) are not copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Attrs(Vec<(String, AttrValue)>);
+pub struct Attrs(Vec<(Cow<'static, str>, AttrValue)>);
 
 impl Attrs {
     /// No attributes.
@@ -160,7 +170,7 @@ impl Attrs {
     }
 
     /// Sets `key`: replaces the value where the key already is, else appends it.
-    pub fn set(&mut self, key: impl Into<String>, value: impl Into<AttrValue>) {
+    pub fn set(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) {
         let key = key.into();
         let value = value.into();
         match self.0.iter_mut().find(|(k, _)| *k == key) {
@@ -177,16 +187,16 @@ impl Attrs {
 
     /// The attributes in order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &AttrValue)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// Appends without the duplicate check; the decoder checks keys itself.
-    pub(crate) fn push_unchecked(&mut self, key: String, value: AttrValue) {
+    pub(crate) fn push_unchecked(&mut self, key: Cow<'static, str>, value: AttrValue) {
         self.0.push((key, value));
     }
 }
 
-impl<K: Into<String>, V: Into<AttrValue>> FromIterator<(K, V)> for Attrs {
+impl<K: Into<Cow<'static, str>>, V: Into<AttrValue>> FromIterator<(K, V)> for Attrs {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut attrs = Attrs::new();
         for (k, v) in iter {
@@ -222,8 +232,9 @@ impl fmt::Debug for NodeContent {
 /// A binary XML node (a "stanza" when it is the root).
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Node {
-    /// The element name, e.g. `iq`, `message`, `enc`. Never empty on the wire.
-    pub tag: String,
+    /// The element name, e.g. `iq`, `message`, `enc`. Never empty on the wire; not
+    /// copied when it is a `'static` string (a literal or a decoded token).
+    pub tag: Cow<'static, str>,
     /// The attributes, in the order they are written.
     pub attrs: Attrs,
     /// Nothing, bytes or child nodes.
@@ -232,7 +243,7 @@ pub struct Node {
 
 impl Node {
     /// A node with no attributes and no content.
-    pub fn new(tag: impl Into<String>) -> Self {
+    pub fn new(tag: impl Into<Cow<'static, str>>) -> Self {
         Node {
             tag: tag.into(),
             attrs: Attrs::new(),
@@ -242,7 +253,7 @@ impl Node {
 
     /// Builder: sets attribute `key` (strings that are JIDs become JID values, see
     /// [`AttrValue`]; pass a [`Jid`] to write one directly).
-    pub fn attr(mut self, key: impl Into<String>, value: impl Into<AttrValue>) -> Self {
+    pub fn attr(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) -> Self {
         self.attrs.set(key, value);
         self
     }

@@ -92,7 +92,7 @@ pub fn parse_link_create_answer(
             answer.attr_str("type")
         )
     };
-    match answer.tag.as_str() {
+    match answer.tag.as_ref() {
         "ack" => {
             if answer.attr_str("class").is_some_and(|c| c != "call")
                 || answer.attr_str("type").is_some_and(|t| t != "link_create")

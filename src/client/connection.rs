@@ -349,7 +349,7 @@ impl Client {
         ctx: &SessionContext,
         tasks: &mut SessionTasks,
     ) -> Option<SessionEnd> {
-        match node.tag.as_str() {
+        match node.tag.as_ref() {
             "success" => {
                 self.on_success(&node, ctx).await;
                 None
@@ -480,7 +480,7 @@ impl Client {
     /// `<ib>`: stores edge routing info for the next connection's `ED` pre-intro.
     async fn on_ib(&self, node: &Node) {
         for child in node.children() {
-            match child.tag.as_str() {
+            match child.tag.as_ref() {
                 "edge_routing" => {
                     let info = child
                         .child_by_tag("routing_info")

@@ -836,7 +836,7 @@ mod tests {
             Some(&[1u8, 2, 3, 4][..])
         );
         let keys = r.child_by_tag("keys").unwrap();
-        let tags: Vec<&str> = keys.children().iter().map(|c| c.tag.as_str()).collect();
+        let tags: Vec<&str> = keys.children().iter().map(|c| c.tag.as_ref()).collect();
         assert_eq!(tags, ["type", "identity", "key", "skey", "device-identity"]);
         assert_eq!(
             keys.child_by_tag("key")

@@ -164,7 +164,7 @@ pub fn parse_device_notification(node: &Node) -> Result<DeviceNotification, Malf
     }
     let mut changes = Vec::new();
     for child in node.children() {
-        let kind = match child.tag.as_str() {
+        let kind = match child.tag.as_ref() {
             "add" => DeviceChangeKind::Add,
             "remove" => DeviceChangeKind::Remove,
             "update" => DeviceChangeKind::Update,
@@ -226,7 +226,7 @@ pub fn parse_group_notification(node: &Node) -> Result<GroupNotification, Malfor
     }
     let mut changes = Vec::with_capacity(node.children().len());
     for child in node.children() {
-        let kind = match child.tag.as_str() {
+        let kind = match child.tag.as_ref() {
             "add" => GroupChangeKind::Add,
             "remove" | "leave" => GroupChangeKind::Remove,
             "promote" => GroupChangeKind::Promote,

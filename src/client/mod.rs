@@ -131,7 +131,7 @@ pub struct AckingHandler;
 impl StanzaHandler for AckingHandler {
     async fn handle(&self, client: &Client, stanza: Node) {
         if matches!(
-            stanza.tag.as_str(),
+            stanza.tag.as_ref(),
             "message" | "receipt" | "notification" | "call"
         ) && let Err(e) = client.send_ack(&stanza, None).await
         {
@@ -314,13 +314,19 @@ impl Client {
     /// order by the writer task). Refuses when not connected.
     pub async fn send_node(&self, node: &Node) -> Result<(), ClientError> {
         let bytes = marshal(node).map_err(|e| ClientError::Encode {
-            tag: node.tag.clone(),
+            tag: node.tag.to_string(),
             detail: e.to_string(),
         })?;
-        let link = self.session_link().ok_or(ClientError::NotConnected)?;
         tracing::trace!(%node, "send");
+        self.send_frame(bytes)
+    }
+
+    /// Queues an already marshaled stanza (flags byte and node, as [`marshal`] makes
+    /// it) for the writer task. Refuses when not connected.
+    pub(crate) fn send_frame(&self, frame: Vec<u8>) -> Result<(), ClientError> {
+        let link = self.session_link().ok_or(ClientError::NotConnected)?;
         link.out
-            .send(connection::Outgoing::Frame(bytes))
+            .send(connection::Outgoing::Frame(frame))
             .map_err(|_| ClientError::NotConnected)
     }
 
@@ -365,15 +371,24 @@ impl Client {
         id: &str,
         timeout: Duration,
     ) -> Result<Node, IqError> {
+        let frame = marshal(node).map_err(|e| IqError::Encode(e.to_string()))?;
+        tracing::trace!(%node, "send");
+        self.send_frame_and_wait(frame, id, timeout).await
+    }
+
+    /// [`send_and_wait`](Self::send_and_wait) for a stanza already marshaled (a big
+    /// group message is encoded once, for the store and the wire).
+    pub(crate) async fn send_frame_and_wait(
+        &self,
+        frame: Vec<u8>,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Node, IqError> {
         let (tx, rx) = oneshot::channel();
         lock(&self.inner.waiters).insert(id.to_owned(), tx);
-        let sent = self.send_node(node).await;
-        if let Err(e) = sent {
+        if self.send_frame(frame).is_err() {
             lock(&self.inner.waiters).remove(id);
-            return Err(match e {
-                ClientError::Encode { detail, .. } => IqError::Encode(detail),
-                _ => IqError::NotConnected,
-            });
+            return Err(IqError::NotConnected);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(response)) => Ok(response),

@@ -122,7 +122,7 @@ mod tests {
         let iq = upload_iq(0x0A0B_0C0D, &identity.public, &keys, &signed).unwrap();
         assert_eq!(iq.attr_str("xmlns"), Some("encrypt"));
         assert_eq!(iq.attr_str("type"), Some("set"));
-        let tags: Vec<&str> = iq.children().iter().map(|c| c.tag.as_str()).collect();
+        let tags: Vec<&str> = iq.children().iter().map(|c| c.tag.as_ref()).collect();
         assert_eq!(tags, ["registration", "type", "identity", "list", "skey"]);
         assert_eq!(
             iq.child_by_tag("registration").unwrap().bytes(),

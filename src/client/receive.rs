@@ -390,7 +390,7 @@ impl Client {
 #[async_trait]
 impl StanzaHandler for MessageHandler {
     async fn handle(&self, client: &Client, stanza: Node) {
-        match stanza.tag.as_str() {
+        match stanza.tag.as_ref() {
             "message" => {
                 let outcome = self.handle_message(client, &stanza).await;
                 tracing::debug!(?outcome, "message handled");

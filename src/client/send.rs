@@ -177,7 +177,9 @@ pub(crate) fn is_own(device: &Jid, creds: &DeviceCredentials) -> bool {
 
 /// A prepared, committed stanza waiting to be written.
 struct Committed {
-    node: Node,
+    /// The marshaled stanza (what the store holds for a resend), written as is; taken
+    /// when written.
+    frame: Vec<u8>,
     id: String,
     skdm_devices: Vec<Jid>,
     sender_key_id: Option<u32>,
@@ -236,7 +238,7 @@ impl Client {
         let mut extra = Some(std::mem::take(&mut message.batch));
         let mut refresh = false;
         loop {
-            let committed = self
+            let mut committed = self
                 .prepare_and_commit_group(
                     group,
                     &id,
@@ -247,7 +249,7 @@ impl Client {
                     refresh,
                 )
                 .await?;
-            let ack = self.write_and_await_ack(&committed, group).await?;
+            let ack = self.write_and_await_ack(&mut committed, group).await?;
             let stale_phash = ack
                 .phash
                 .as_ref()
@@ -422,14 +424,15 @@ impl Client {
             chat: chat.clone(),
             message_id: id.to_owned(),
             message: plaintext.to_vec(),
-            stanza,
+            stanza: stanza.clone(),
             state: SentState::Pending,
             created_at_ms: now_ms(),
         });
         self.store().commit_batch(batch).await?;
         crate::client::lock(&self.inner.send.in_flight).insert(id.to_owned());
+        tracing::trace!(node = %prepared.node, "send");
         Ok(Committed {
-            node: prepared.node,
+            frame: stanza,
             id: id.to_owned(),
             pairwise: prepared.counts.pkmsg + prepared.counts.msg,
             skdm_devices: prepared.skdm_devices,
@@ -441,11 +444,15 @@ impl Client {
     /// Writes a committed stanza and waits for the server's ack.
     async fn write_and_await_ack(
         &self,
-        committed: &Committed,
+        committed: &mut Committed,
         chat: &Jid,
     ) -> Result<MessageAck, SendError> {
         let result = self
-            .send_and_wait(&committed.node, &committed.id, self.inner.config.iq_timeout)
+            .send_frame_and_wait(
+                std::mem::take(&mut committed.frame),
+                &committed.id,
+                self.inner.config.iq_timeout,
+            )
             .await;
         crate::client::lock(&self.inner.send.in_flight).remove(&committed.id);
         match result {
@@ -616,7 +623,7 @@ impl Client {
             .map(Jid::to_non_ad)
             .collect();
         let plaintext = message.message.encode_to_vec();
-        let committed = {
+        let mut committed = {
             let _caches = self.inner.send.caches.lock().await;
             let lists = self
                 .resolve_device_lists(&[chat.clone(), sender.to_non_ad()], false)
@@ -655,7 +662,7 @@ impl Client {
             )
             .await?
         };
-        let ack = self.write_and_await_ack(&committed, &chat).await?;
+        let ack = self.write_and_await_ack(&mut committed, &chat).await?;
         if ack.phash.is_some() && ack.phash != committed.phash {
             let users = vec![chat.clone(), sender.to_non_ad()];
             self.store().delete_device_lists(&users).await?;

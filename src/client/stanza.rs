@@ -265,7 +265,7 @@ pub fn ack_for(stanza: &Node, own_jid: Option<&Jid>, error: Option<u16>) -> Opti
     let id = stanza.get_attr("id")?.clone();
     let from = stanza.get_attr("from")?.clone();
     let mut ack = Node::new("ack")
-        .attr("class", stanza.tag.as_str())
+        .attr("class", stanza.tag.as_ref())
         .attr("id", id)
         .attr("to", from);
     for key in ["participant", "recipient", "type"] {

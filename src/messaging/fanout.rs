@@ -673,7 +673,7 @@ pub fn prepare_direct_send<R: RngCore + CryptoRng + ?Sized>(
 /// without an addressing mode, and encryption failures.
 pub fn prepare_retry_resend<R: RngCore + CryptoRng + ?Sized>(
     our: &LocalIdentity,
-    resend: RetryResend<'_>,
+    mut resend: RetryResend<'_>,
     rng: &mut R,
 ) -> Result<PreparedSend, FanoutError> {
     let chat = resend.chat;
@@ -707,7 +707,7 @@ pub fn prepare_retry_resend<R: RngCore + CryptoRng + ?Sized>(
         new_session,
         identity,
         ..
-    } = encrypt_one(our, resend.target, &plaintext, rng)?
+    } = encrypt_one(our, &mut resend.target, &plaintext, rng)?
     else {
         return Err(FanoutError::MissingTarget(device));
     };
@@ -785,6 +785,16 @@ fn order_group_targets(
                 _ => return Err(FanoutError::UnexpectedTarget(t.device.clone())),
             }
         }
+    }
+    // The usual case: exactly the lacking devices, already in fan-out order (as
+    // `lacking_sender_key` lists them). Checked without hashing or moving a target.
+    if targets.len() == fanout.lacking.len()
+        && targets
+            .iter()
+            .zip(&fanout.lacking)
+            .all(|(t, &i)| fanout.devices.get(i) == Some(&t.device))
+    {
+        return Ok(targets);
     }
     let mut indexed: Vec<(usize, PairwiseTarget)> = Vec::with_capacity(targets.len());
     for t in targets {
@@ -970,11 +980,12 @@ fn worker_threads() -> usize {
 }
 
 /// Encrypts `plaintext_for(device)` for every target, on all cores when the work is
-/// large enough; results stay in target order.
+/// large enough; results stay in target order. The targets are worked on in place
+/// (each worker gets a contiguous slice), so no record is copied around.
 fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
     our: &LocalIdentity,
     framing: &Framing,
-    targets: Vec<PairwiseTarget>,
+    mut targets: Vec<PairwiseTarget>,
     plaintext_for: &(dyn Fn(&Jid) -> &'p [u8] + Sync),
     rng: &mut R,
 ) -> Result<PairwiseResults, FanoutError> {
@@ -988,74 +999,54 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         .iter()
         .map(|t| if t.bundle.is_some() { 270 } else { 4 })
         .sum();
-    let threads = worker_threads();
-    let mut chunks: Vec<(StdRng, Vec<PairwiseTarget>)> = Vec::new();
-    let mut targets = targets.into_iter().peekable();
-    while targets.peek().is_some() {
+    let chunk_count = targets.len().div_ceil(CHUNK);
+    let mut rngs: Vec<StdRng> = Vec::with_capacity(chunk_count);
+    for _ in 0..chunk_count {
         let mut seed = <StdRng as SeedableRng>::Seed::default();
         rng.fill_bytes(&mut seed);
-        chunks.push((
-            StdRng::from_seed(seed),
-            targets.by_ref().take(CHUNK).collect(),
-        ));
+        rngs.push(StdRng::from_seed(seed));
         seed.zeroize();
     }
-    let run = |(mut chunk_rng, chunk): (StdRng, Vec<PairwiseTarget>)| {
-        chunk
-            .into_iter()
-            .map(|t| {
-                let plaintext = plaintext_for(&t.device);
-                encrypt_one(our, t, plaintext, &mut chunk_rng).map(|o| Fanned::new(framing, o))
-            })
-            .collect::<Result<Vec<Fanned>, FanoutError>>()
-    };
-    if threads <= 1 || chunks.len() <= 1 || cost < PARALLEL_THRESHOLD_MICROS {
-        for chunk in chunks {
-            for outcome in run(chunk)? {
-                results.push(outcome);
+    // Encrypts a run of whole chunks with their generators.
+    let run = |targets: &mut [PairwiseTarget], rngs: &mut [StdRng]| {
+        let mut out = Vec::with_capacity(targets.len());
+        for (chunk, chunk_rng) in targets.chunks_mut(CHUNK).zip(rngs.iter_mut()) {
+            for target in chunk {
+                let plaintext = plaintext_for(&target.device);
+                let outcome = encrypt_one(our, target, plaintext, chunk_rng)?;
+                out.push(Fanned::new(framing, outcome));
             }
+        }
+        Ok::<Vec<Fanned>, FanoutError>(out)
+    };
+    let threads = worker_threads();
+    if threads <= 1 || chunk_count <= 1 || cost < PARALLEL_THRESHOLD_MICROS {
+        for outcome in run(&mut targets, &mut rngs)? {
+            results.push(outcome);
         }
         return Ok(results);
     }
-    let workers = threads.min(chunks.len());
+    let workers = threads.min(chunk_count);
     // Contiguous runs of chunks per worker, so that joining in order keeps target order.
-    let per_worker = chunks.len().div_ceil(workers);
-    let mut groups: Vec<Vec<(StdRng, Vec<PairwiseTarget>)>> = Vec::with_capacity(workers);
-    let mut chunks = chunks.into_iter().peekable();
-    while chunks.peek().is_some() {
-        groups.push(chunks.by_ref().take(per_worker).collect());
-    }
+    let chunks_per_worker = chunk_count.div_ceil(workers);
     let run = &run;
     let outputs: Vec<Result<Vec<Fanned>, FanoutError>> = std::thread::scope(|scope| {
-        let mut groups = groups.into_iter();
-        let first = groups.next();
-        let handles: Vec<_> = groups
-            .map(|group| {
+        let mut slices = targets
+            .chunks_mut(chunks_per_worker * CHUNK)
+            .zip(rngs.chunks_mut(chunks_per_worker));
+        let first = slices.next();
+        let handles: Vec<_> = slices
+            .map(|(targets, rngs)| {
                 std::thread::Builder::new()
                     .name("waevent-fanout".into())
-                    .spawn_scoped(scope, move || -> Result<Vec<Fanned>, FanoutError> {
-                        let mut out = Vec::new();
-                        for chunk in group {
-                            out.extend(run(chunk)?);
-                        }
-                        Ok(out)
-                    })
+                    .spawn_scoped(scope, move || run(targets, rngs))
                     .map_err(|e| FanoutError::Thread(e.to_string()))
             })
             .collect();
         let mut outputs = Vec::with_capacity(workers);
-        let mut mine = Vec::new();
-        let mut mine_result = Ok(());
-        for chunk in first.into_iter().flatten() {
-            match run(chunk) {
-                Ok(out) => mine.extend(out),
-                Err(e) => {
-                    mine_result = Err(e);
-                    break;
-                }
-            }
+        if let Some((targets, rngs)) = first {
+            outputs.push(run(targets, rngs));
         }
-        outputs.push(mine_result.map(|()| mine));
         for handle in handles {
             outputs.push(handle.and_then(|h| {
                 h.join()
@@ -1073,37 +1064,36 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
 }
 
 /// Starts a session from the bundle when one is given, encrypts `plaintext` and
-/// serializes the updated record.
+/// serializes the updated record. The target's session (wiped when dropped here, in
+/// the worker) and, once encrypted, its device are taken; the bundle is left.
 fn encrypt_one<R: RngCore + CryptoRng + ?Sized>(
     our: &LocalIdentity,
-    target: PairwiseTarget,
+    target: &mut PairwiseTarget,
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<Outcome, FanoutError> {
-    let PairwiseTarget {
-        device,
-        mut session,
-        bundle,
-    } = target;
-    let fail = |device: &Jid, source| FanoutError::Pairwise {
+    let device = &target.device;
+    let mut session = std::mem::take(&mut target.session);
+    let fail = |source| FanoutError::Pairwise {
         device: device.clone(),
         source,
     };
     let mut identity = None;
-    let new_session = match &bundle {
+    let new_session = match &target.bundle {
         Some(bundle) => {
-            initialize_from_bundle(&mut session, our, bundle, rng).map_err(|e| fail(&device, e))?;
+            initialize_from_bundle(&mut session, our, bundle, rng).map_err(fail)?;
             identity = Some(bundle.identity_key);
             true
         }
         None if session.has_current_session() => false,
-        None => return Ok(Outcome::Unreachable(device)),
+        None => return Ok(Outcome::Unreachable(device.clone())),
     };
-    let ciphertext = cipher::encrypt(&mut session, plaintext).map_err(|e| fail(&device, e))?;
+    let ciphertext = cipher::encrypt(&mut session, plaintext).map_err(fail)?;
+    let address = ProtocolAddress::from_jid(device);
     Ok(Outcome::Encrypted {
-        address: ProtocolAddress::from_jid(&device),
+        address,
         record: Zeroizing::new(session.serialize()),
-        device,
+        device: std::mem::take(&mut target.device),
         ciphertext,
         new_session,
         identity,

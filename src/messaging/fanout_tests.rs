@@ -280,7 +280,7 @@ fn cold_send_reaches_every_device_and_warm_send_carries_no_skdm() {
             ("phash", s.fanout.phash().to_string()),
         ]
     );
-    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_str()).collect();
+    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_ref()).collect();
     assert_eq!(tags, ["participants", "device-identity", "enc", "meta"]);
     assert_eq!(
         node.child_by_tag("device-identity").unwrap().bytes(),
@@ -353,7 +353,7 @@ fn cold_send_reaches_every_device_and_warm_send_carries_no_skdm() {
         .node
         .children()
         .iter()
-        .map(|c| c.tag.as_str())
+        .map(|c| c.tag.as_ref())
         .collect();
     assert_eq!(tags, ["enc", "meta"]);
     let enc = prepared.node.child_by_tag("enc").unwrap();
@@ -497,7 +497,7 @@ fn unreachable_devices_are_skipped_and_stay_lacking() {
         .node
         .children()
         .iter()
-        .map(|c| c.tag.as_str())
+        .map(|c| c.tag.as_ref())
         .collect();
     assert_eq!(tags, ["enc", "meta"]);
 }
@@ -751,7 +751,7 @@ fn direct_send_gives_own_devices_a_device_sent_message() {
     assert_eq!(node.attr_jid("to"), Some(&peer_user));
     assert_eq!(node.attr_str("type"), Some("event"));
     assert!(node.get_attr("phash").is_none());
-    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_str()).collect();
+    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_ref()).collect();
     assert_eq!(tags, ["participants", "device-identity", "meta"]);
     assert_eq!(prepared.counts.devices, 3);
     assert_eq!(prepared.counts.pkmsg, 3);
@@ -855,7 +855,7 @@ fn retry_resend_targets_one_device() {
             ("t", "1700000000".to_string()),
         ]
     );
-    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_str()).collect();
+    let tags: Vec<&str> = node.children().iter().map(|c| c.tag.as_ref()).collect();
     assert_eq!(tags, ["enc", "device-identity", "meta"]);
     let enc = node.child_by_tag("enc").unwrap();
     assert_eq!(enc.attr_str("type"), Some("pkmsg"));

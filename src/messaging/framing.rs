@@ -30,7 +30,7 @@
 //! this module frames them as `text` (which the server accepts but phones may not
 //! render as such) rather than guessing.
 
-use crate::binary::Node;
+use crate::binary::{AttrValue, Node};
 use crate::proto::e2e;
 use crate::proto::e2e::secret_encrypted_message::SecretEncType;
 
@@ -145,9 +145,11 @@ impl Framing {
     /// An `<enc v="2" type="…">` node holding `ciphertext`, with `decrypt-fail="hide"`
     /// when this framing asks for it. `enc_type` is `pkmsg`, `msg` or `skmsg`.
     pub fn enc_node(&self, enc_type: &'static str, ciphertext: Vec<u8>) -> Node {
-        let mut node = Node::new("enc").attr("v", "2").attr("type", enc_type);
+        let mut node = Node::new("enc")
+            .attr("v", AttrValue::from_static("2"))
+            .attr("type", AttrValue::from_static(enc_type));
         if self.hide_decrypt_fail {
-            node = node.attr("decrypt-fail", "hide");
+            node = node.attr("decrypt-fail", AttrValue::from_static("hide"));
         }
         node.with_bytes(ciphertext)
     }

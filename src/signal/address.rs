@@ -80,11 +80,24 @@ impl ProtocolAddress {
             HOSTED_LID_SERVER => HOSTED_LID_DOMAIN,
             _ => jid.agent,
         };
-        let name = if domain == 0 {
-            jid.user.clone()
-        } else {
-            format!("{}_{}", jid.user, domain)
-        };
+        let mut name = String::with_capacity(jid.user.len() + 4);
+        name.push_str(&jid.user);
+        if domain != 0 {
+            // `user_<domain>`, written without the formatting machinery (hot in
+            // fan-outs).
+            name.push('_');
+            let digits = [domain / 100, domain / 10 % 10, domain % 10];
+            let skip = if domain >= 100 {
+                0
+            } else if domain >= 10 {
+                1
+            } else {
+                2
+            };
+            for d in &digits[skip..] {
+                name.push(char::from(b'0' + d));
+            }
+        }
         ProtocolAddress::new(name, u32::from(jid.device))
     }
 }
@@ -160,6 +173,19 @@ mod tests {
         let pn = ProtocolAddress::from_jid(&Jid::parse("1234567:1@s.whatsapp.net").unwrap());
         let lid = ProtocolAddress::from_jid(&Jid::parse("1234567:1@lid").unwrap());
         assert_ne!(pn, lid);
+    }
+
+    #[test]
+    fn every_agent_domain_is_written_in_decimal() {
+        for agent in 1..=u8::MAX {
+            let jid = Jid {
+                agent,
+                ..Jid::new_ad("4455", 2, "example.net")
+            };
+            let address = ProtocolAddress::from_jid(&jid);
+            assert_eq!(address.name, format!("4455_{agent}"));
+            assert_eq!(address.device_id, 2);
+        }
     }
 
     #[test]

@@ -640,7 +640,7 @@ impl World {
                     .with_bytes(list),
             );
         }
-        let body = Node::new(action)
+        let body = Node::new(action.to_string())
             .attr("device_hash", participant_hash(&devices))
             .attr("device_lid_hash", participant_hash(&lid_devices))
             .with_children(children);
@@ -718,7 +718,7 @@ impl World {
                     .attr("type", "w:gp2")
                     .attr("participant", &actor)
                     .attr("addressing_mode", g.addressing.as_str())
-                    .child(Node::new(action).child(participant.clone()));
+                    .child(Node::new(action.to_string()).child(participant.clone()));
                 self.deliver(&m, d, node, Some("w:gp2"));
             }
         }

@@ -203,7 +203,7 @@ impl World {
         let key = (account.to_owned(), device);
         let mut state = self.phones.remove(&key).unwrap_or_default();
         push_bounded(&mut state.captures, node.clone(), MAX_CAPTURES);
-        match node.tag.as_str() {
+        match node.tag.as_ref() {
             "message" => self.phone_message(account, device, &mut state, &node),
             "receipt" => self.phone_receipt(account, device, &mut state, &node),
             _ => {}

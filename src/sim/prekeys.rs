@@ -107,7 +107,7 @@ impl World {
         kind: &str,
         iq: &Node,
     ) -> Node {
-        let first = iq.children().first().map(|c| c.tag.as_str()).unwrap_or("");
+        let first = iq.children().first().map(|c| c.tag.as_ref()).unwrap_or("");
         let result = match (kind, first) {
             ("set", "rotate") => self.rotate(account, device, id, iq),
             ("set", _) if iq.child_by_tag("registration").is_some() => {

@@ -158,7 +158,7 @@ impl World {
         let n = queue.len();
         for node in queue {
             if let (Some(id), Some(c)) = (attr_text(&node, "id"), self.connections.get_mut(&conn)) {
-                c.unacked.insert(id.into_owned(), node.tag.clone());
+                c.unacked.insert(id.into_owned(), node.tag.to_string());
             }
             self.send(conn, node);
         }

@@ -214,7 +214,7 @@ impl World {
         {
             d.last_activity = Some(now);
         }
-        match node.tag.as_str() {
+        match node.tag.as_ref() {
             "iq" => self.on_iq(conn, logged_in, &node),
             "ack" => self.on_ack(conn, &node),
             "receipt" => {
@@ -285,7 +285,7 @@ impl World {
         let xmlns = attr_text(iq, "xmlns")
             .map(|s| s.into_owned())
             .unwrap_or_default();
-        let first = iq.children().first().map(|c| c.tag.as_str()).unwrap_or("");
+        let first = iq.children().first().map(|c| c.tag.as_ref()).unwrap_or("");
         let reply = match (xmlns.as_str(), kind.as_str(), first, &logged_in) {
             ("w:p", "get", _, _) | ("urn:xmpp:ping", "get", _, _) => {
                 if let Some(c) = self.connections.get_mut(&conn) {
