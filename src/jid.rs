@@ -9,6 +9,7 @@
 //! `120363019502650977-group`) and refuses everything else with
 //! `Invalid phone number format: <detail>`.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -70,7 +71,18 @@ pub struct Jid {
     /// Integrator id of interop JIDs; 0 otherwise.
     pub integrator: u16,
     /// Server part, e.g. `s.whatsapp.net`, `g.us`, `lid`.
-    pub server: String,
+    /// Borrowed from [`KNOWN_SERVERS`] whenever it is one of them, so cloning a JID
+    /// copies only its user.
+    pub server: Cow<'static, str>,
+}
+
+/// `server` as one of the [`KNOWN_SERVERS`] constants without a copy, or copied when
+/// it is none of them.
+fn intern_server(server: &str) -> Cow<'static, str> {
+    match KNOWN_SERVERS.iter().find(|known| **known == server) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(server.to_owned()),
+    }
 }
 
 /// Why a string is not a JID.
@@ -98,20 +110,20 @@ fn invalid(text: &str, detail: &'static str) -> JidError {
 
 impl Jid {
     /// A JID with no device part: `user@server`.
-    pub fn new(user: impl Into<String>, server: impl Into<String>) -> Self {
+    pub fn new(user: impl Into<String>, server: impl AsRef<str>) -> Self {
         Jid {
             user: user.into(),
-            server: server.into(),
+            server: intern_server(server.as_ref()),
             ..Default::default()
         }
     }
 
     /// A device JID `user:device@server`.
-    pub fn new_ad(user: impl Into<String>, device: u16, server: impl Into<String>) -> Self {
+    pub fn new_ad(user: impl Into<String>, device: u16, server: impl AsRef<str>) -> Self {
         Jid {
             user: user.into(),
             device,
-            server: server.into(),
+            server: intern_server(server.as_ref()),
             ..Default::default()
         }
     }
@@ -422,7 +434,7 @@ mod tests {
         ] {
             let j = Jid::parse(text).unwrap();
             assert_eq!(
-                (j.user.as_str(), j.agent, j.device, j.server.as_str()),
+                (j.user.as_str(), j.agent, j.device, j.server.as_ref()),
                 (user, agent, device, server),
                 "{text}"
             );

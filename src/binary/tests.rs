@@ -263,7 +263,7 @@ fn jid_forms() {
     let n = decode_node(&[0xF8, 0x03, 0x19, 0x11, 0xF7, 0x05, 0x02, 0xFF, 0x01, 0x12]).unwrap();
     let j = n.attr_jid("to").unwrap();
     assert_eq!(
-        (j.agent, j.device, j.server.as_str()),
+        (j.agent, j.device, j.server.as_ref()),
         (5, 2, "s.whatsapp.net")
     );
     // A JID as a tag or key reads back as its text.

@@ -62,7 +62,7 @@ pub(crate) fn jid_from_ad(domain: u8, device: u8, user: String) -> Jid {
         agent,
         device: u16::from(device),
         integrator: 0,
-        server: server.to_string(),
+        server: server.into(),
     }
 }
 
@@ -88,7 +88,7 @@ impl<'a> JidLayout<'a> {
     /// AD_JID server, a device on any other server, an agent outside `s.whatsapp.net`
     /// or equal to a domain type (1, 128, 129), an integrator outside `interop`.
     pub(crate) fn of_jid(jid: &'a Jid) -> Result<Self, Unrepresentable> {
-        let server = jid.server.as_str();
+        let server = jid.server.as_ref();
         if server.is_empty() {
             return Err("the server is empty");
         }
@@ -221,7 +221,7 @@ pub(crate) fn real_jid_in_text(text: &str) -> Option<Jid> {
 /// True when `jid` is a real JID: a server in [`crate::jid::KNOWN_SERVERS`] and a user
 /// of ASCII letters, digits, `-` and `.` (or empty, the server JID).
 pub(crate) fn is_real_jid(jid: &Jid) -> bool {
-    crate::jid::KNOWN_SERVERS.contains(&jid.server.as_str())
+    crate::jid::KNOWN_SERVERS.contains(&jid.server.as_ref())
         && jid
             .user
             .bytes()

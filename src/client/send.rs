@@ -308,10 +308,10 @@ impl Client {
             let members: HashSet<(&str, &str)> = fanout
                 .devices()
                 .iter()
-                .map(|d| (d.user.as_str(), d.server.as_str()))
+                .map(|d| (d.user.as_str(), d.server.as_ref()))
                 .collect();
             for d in self.store().sender_key_holders(group).await? {
-                if members.contains(&(d.user.as_str(), d.server.as_str())) {
+                if members.contains(&(d.user.as_str(), d.server.as_ref())) {
                     holders.push(d);
                 } else {
                     member_left = true;

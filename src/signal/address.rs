@@ -73,7 +73,7 @@ impl ProtocolAddress {
     /// `user_<agent>` for other servers whose JID carries an agent; the device is the
     /// JID's device.
     pub fn from_jid(jid: &Jid) -> Self {
-        let domain = match jid.server.as_str() {
+        let domain = match jid.server.as_ref() {
             DEFAULT_USER_SERVER => 0,
             HIDDEN_USER_SERVER => LID_DOMAIN,
             HOSTED_SERVER => HOSTED_DOMAIN,

@@ -63,7 +63,7 @@ impl LidPnMapping {
 
 /// Which side of a LID↔PN mapping a JID is on, and the server of the other side.
 pub(crate) fn mapping_side(jid: &Jid) -> Option<(bool, &'static str)> {
-    match jid.server.as_str() {
+    match jid.server.as_ref() {
         HIDDEN_USER_SERVER => Some((true, DEFAULT_USER_SERVER)),
         HOSTED_LID_SERVER => Some((true, HOSTED_SERVER)),
         DEFAULT_USER_SERVER => Some((false, HIDDEN_USER_SERVER)),
@@ -110,7 +110,7 @@ impl DeviceList {
             .iter()
             .map(|d| {
                 let server = match (d.hosted, self.user.is_lid()) {
-                    (false, _) => self.user.server.as_str(),
+                    (false, _) => self.user.server.as_ref(),
                     (true, true) => HOSTED_LID_SERVER,
                     (true, false) => HOSTED_SERVER,
                 };
