@@ -29,6 +29,7 @@ pub mod padding;
 pub mod ratchet;
 mod records;
 pub mod session;
+mod session_wire;
 pub mod store;
 
 pub use address::{ProtocolAddress, SenderKeyName};

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 
-use prost::Message;
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
@@ -15,7 +14,7 @@ use super::curve::{KeyPair, PublicKey};
 use super::identity::{LocalIdentity, PreKeyBundle, PreKeyRecord, SignedPreKeyRecord};
 use super::message::PreKeySignalMessage;
 use super::ratchet::{ChainKey, MessageKeys, RootKey, derive_initial_keys};
-use super::records::{self, RECORD_VERSION};
+use super::records;
 use super::{RecordError, SignalError};
 use crate::proto::records as pb;
 
@@ -210,14 +209,23 @@ impl SessionRecord {
         self.current = Some(state);
     }
 
-    /// Serializes as a versioned `RecordStructure` (libsignal's layout).
+    /// Serializes as a versioned `RecordStructure` (libsignal's layout), written
+    /// directly into one exactly sized buffer (no intermediate prost structs: this runs
+    /// once per device on every group send).
     pub fn serialize(&self) -> Vec<u8> {
+        super::session_wire::encode_record(self)
+    }
+
+    /// The previous serializer, through the prost structs: the oracle the direct
+    /// writer's tests compare against byte for byte.
+    #[cfg(test)]
+    pub(crate) fn serialize_via_prost(&self) -> Vec<u8> {
         let mut msg = pb::RecordStructure {
             current_session: self.current.as_ref().map(state_to_pb),
             previous_sessions: self.previous.iter().map(state_to_pb).collect(),
-            version: Some(RECORD_VERSION),
+            version: Some(records::RECORD_VERSION),
         };
-        let out = msg.encode_to_vec();
+        let out = prost::Message::encode_to_vec(&msg);
         wipe_record(&mut msg);
         out
     }
@@ -275,6 +283,7 @@ fn wipe_record(msg: &mut pb::RecordStructure) {
     }
 }
 
+#[cfg(test)]
 fn chain_key_to_pb(ck: &ChainKey) -> pb::session_structure::chain::ChainKey {
     pb::session_structure::chain::ChainKey {
         index: Some(ck.index()),
@@ -282,6 +291,7 @@ fn chain_key_to_pb(ck: &ChainKey) -> pb::session_structure::chain::ChainKey {
     }
 }
 
+#[cfg(test)]
 fn state_to_pb(s: &SessionState) -> pb::SessionStructure {
     use pb::session_structure::{Chain, PendingPreKey as PbPending, chain::MessageKey};
     pb::SessionStructure {
