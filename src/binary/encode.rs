@@ -100,11 +100,7 @@ pub fn marshal_compressed(node: &Node) -> Result<Vec<u8>, EncodeError> {
 /// was.
 pub fn encode_node_into(node: &Node, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
-    let result = Encoder {
-        out,
-        threads: encode_threads(),
-    }
-    .write_node(node, 1);
+    let result = Encoder { out }.write_node(node, 1);
     if result.is_err() {
         out.truncate(start);
     }
@@ -174,22 +170,8 @@ enum StringKind {
     Plain,
 }
 
-/// Children in one list from which the encoder splits the list across threads (a
-/// group message to thousands of devices has one `<to>` per device; a thread costs
-/// tens of microseconds, 512 children a few hundred).
-const PARALLEL_CHILDREN: usize = 512;
-
-/// Threads the encoder may use for one big list: the machine's parallelism, read once.
-fn encode_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
-    /// Threads left for splitting a big list of children (1 = encode serially). Only
-    /// the first big list is split; nested ones inside a split part are not.
-    threads: usize,
 }
 
 impl Encoder<'_> {
@@ -252,68 +234,10 @@ impl Encoder<'_> {
                     });
                 }
                 self.write_list_start(children.len());
-                if self.threads > 1 && children.len() >= PARALLEL_CHILDREN {
-                    self.write_children_parallel(children, depth + 1)?;
-                } else {
-                    for child in children {
-                        self.write_node(child, depth + 1)?;
-                    }
+                for child in children {
+                    self.write_node(child, depth + 1)?;
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Encodes contiguous runs of `children` on separate threads (this one included)
-    /// and appends them in order: the bytes are those of the serial loop, and so is
-    /// the error (the first failing child's).
-    fn write_children_parallel(
-        &mut self,
-        children: &[Node],
-        depth: usize,
-    ) -> Result<(), EncodeError> {
-        let per_thread = children.len().div_ceil(self.threads);
-        let encode_run = |run: &[Node]| -> Result<Vec<u8>, EncodeError> {
-            let mut out = Vec::with_capacity(run.iter().map(|c| size_hint(c, depth)).sum());
-            let mut encoder = Encoder {
-                out: &mut out,
-                threads: 1,
-            };
-            for child in run {
-                encoder.write_node(child, depth)?;
-            }
-            Ok(out)
-        };
-        let mut runs = children.chunks(per_thread);
-        let first = runs.next().unwrap_or_default();
-        let out = &mut *self.out;
-        let (first_result, rest) = std::thread::scope(|scope| {
-            let handles: Vec<_> = runs
-                .map(|run| {
-                    let handle = std::thread::Builder::new()
-                        .name("waevent-encode".into())
-                        .spawn_scoped(scope, move || encode_run(run));
-                    (run, handle)
-                })
-                .collect();
-            // The first run goes straight into the output, on this thread.
-            let mut encoder = Encoder { out, threads: 1 };
-            let first_result = first
-                .iter()
-                .try_for_each(|child| encoder.write_node(child, depth));
-            let rest: Vec<Result<Vec<u8>, EncodeError>> = handles
-                .into_iter()
-                .map(|(run, handle)| match handle {
-                    // A thread that cannot start (or panics) leaves its run to this one.
-                    Ok(h) => h.join().unwrap_or_else(|_| encode_run(run)),
-                    Err(_) => encode_run(run),
-                })
-                .collect();
-            (first_result, rest)
-        });
-        first_result?;
-        for part in rest {
-            self.out.extend_from_slice(&part?);
         }
         Ok(())
     }
@@ -440,82 +364,5 @@ fn too_long(node: &Node, len: usize) -> EncodeError {
     EncodeError::TooLong {
         tag: node.tag.to_string(),
         len,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jid::Jid;
-
-    fn serial(node: &Node) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::new();
-        Encoder {
-            out: &mut out,
-            threads: 1,
-        }
-        .write_node(node, 1)?;
-        Ok(out)
-    }
-
-    /// A `<participants>` list as a group fan-out makes it, with varied children.
-    fn fan_out(children: usize) -> Node {
-        let to = (0..children)
-            .map(|i| {
-                let enc = Node::new("enc")
-                    .attr("v", "2")
-                    .attr("type", if i % 3 == 0 { "pkmsg" } else { "msg" })
-                    .with_bytes(vec![i as u8; 40 + i % 200]);
-                let mut to = Node::new("to").attr(
-                    "jid",
-                    Jid::new_ad(
-                        format!("{}", 200_000_000_000_000u64 + i as u64),
-                        (i % 4) as u16,
-                        "lid",
-                    ),
-                );
-                if i % 7 == 0 {
-                    to = to.attr("note", format!("free text {i}"));
-                }
-                to.child(enc)
-            })
-            .collect();
-        Node::new("message")
-            .attr("to", "120363040000000001@g.us")
-            .child(Node::new("participants").with_children(to))
-            .child(
-                Node::new("enc")
-                    .attr("type", "skmsg")
-                    .with_bytes(vec![9; 64]),
-            )
-    }
-
-    #[test]
-    fn big_lists_encode_to_the_serial_bytes() {
-        for children in [PARALLEL_CHILDREN - 1, PARALLEL_CHILDREN, 3_073] {
-            let node = fan_out(children);
-            let bytes = encode_node(&node).unwrap();
-            assert_eq!(bytes, serial(&node).unwrap(), "{children} children");
-            assert_eq!(crate::binary::decode_node(&bytes).unwrap(), node);
-        }
-    }
-
-    #[test]
-    fn a_bad_child_in_a_big_list_gives_the_serial_error() {
-        for bad in [3usize, 1_500, 2_998] {
-            let mut node = fan_out(3_000);
-            if let NodeContent::Nodes(top) = &mut node.content
-                && let NodeContent::Nodes(to) = &mut top[0].content
-            {
-                to[bad].tag = "".into();
-                to[bad + 1].attrs.set("jid", Jid::new_ad("1", 300, "lid"));
-            }
-            let expected = serial(&node).unwrap_err();
-            assert_eq!(expected, EncodeError::EmptyTag);
-            assert_eq!(encode_node(&node).unwrap_err(), expected);
-            let mut out = vec![1, 2, 3];
-            assert_eq!(encode_node_into(&node, &mut out).unwrap_err(), expected);
-            assert_eq!(out, [1, 2, 3], "the output is left as it was");
-        }
     }
 }
