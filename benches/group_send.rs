@@ -290,6 +290,32 @@ fn bench(c: &mut Criterion) {
             })
             .collect()
     };
+    {
+        // The case measures what it says: one `msg` per device, no new session.
+        let mut sender_key = g.sender_key.clone();
+        let prepared = prepare_group_send(
+            &g.fanout,
+            &g.our,
+            &mut sender_key,
+            GroupSend {
+                message_id: "3EB0A1B2C3D4E5F6A7B8C9",
+                message: &message,
+                device_identity: &[0x0A; 180],
+                targets: session_targets(),
+            },
+            rng,
+        )
+        .unwrap();
+        assert_eq!(
+            (prepared.counts.msg, prepared.counts.pkmsg, prepared.counts.new_sessions),
+            (all.len(), 0, 0)
+        );
+        println!(
+            "sk-to-all 1024x3: stanza {} bytes, {} pairwise msg",
+            encode_node(&prepared.node).unwrap().len(),
+            prepared.counts.msg
+        );
+    }
     if profile_sk {
         // Profiling aid (`GROUP_SEND_PROFILE_SK=1`, cold case skipped): build the
         // targets first, print a marker line, loop only the sk-to-all send and exit.
