@@ -307,7 +307,11 @@ fn bench(c: &mut Criterion) {
         )
         .unwrap();
         assert_eq!(
-            (prepared.counts.msg, prepared.counts.pkmsg, prepared.counts.new_sessions),
+            (
+                prepared.counts.msg,
+                prepared.counts.pkmsg,
+                prepared.counts.new_sessions
+            ),
             (all.len(), 0, 0)
         );
         println!(
