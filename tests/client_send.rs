@@ -526,6 +526,39 @@ async fn removing_a_member_rotates_the_sender_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_send_is_stored_as_refused_with_its_code() {
+    // Notifications are not applied: the client still believes it is a member.
+    let s = setup(3, false).await;
+    let me = own_lid(&s.client).await;
+    let (_, out) = card("First");
+    s.client.send_message(&s.group, out).await.unwrap();
+    let us = s
+        .sim
+        .group_members(&s.group)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user == me.user)
+        .unwrap();
+    s.sim.remove_member(&s.group, &us).unwrap();
+
+    let (_, out) = card("Second");
+    let err = s.client.send_message(&s.group, out).await.unwrap_err();
+    let SendError::ServerError { id, code } = err else {
+        panic!("expected the server's refusal, got {err}");
+    };
+    assert_eq!(code, 403);
+    let stored = s
+        .store
+        .load_sent_message(&s.group, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.sent.state, SentState::Refused { code: 403 });
+    assert!(s.store.pending_sent_messages(10).await.unwrap().is_empty());
+    s.client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_members_get_409_then_one_refreshed_resend() {
     // Notifications are not applied here: the client's member list goes stale.
     let s = setup(5, false).await;

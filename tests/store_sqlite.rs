@@ -175,6 +175,58 @@ async fn foreign_files_are_refused_untouched() {
 }
 
 /// Rows damaged behind the store's back come back as typed errors, not panics.
+/// A version-1 database (before `refused_code`) opens, migrates to the current version
+/// and keeps its sent messages; a refusal can then be stored.
+#[tokio::test]
+async fn a_version_1_database_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store
+            .commit_batch(StoreBatch {
+                sent_messages: vec![sent(GROUPS[0], MESSAGE_IDS[0], 3, SentState::Pending)],
+                ..StoreBatch::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Turn it back into what version 1 wrote.
+    raw(&path)
+        .execute_batch(
+            "DROP INDEX sent_message_pending;
+             ALTER TABLE sent_message DROP COLUMN refused_code;
+             CREATE INDEX sent_message_pending ON sent_message (created_at_ms, chat_jid, message_id)
+                 WHERE state = 0;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    let version: i64 = raw(&path)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let group = GROUPS[0].parse().unwrap();
+    let m = store
+        .load_sent_message(&group, MESSAGE_IDS[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((m.sent.message[0], m.sent.state), (3, SentState::Pending));
+    store
+        .set_sent_state(&group, MESSAGE_IDS[0], SentState::Refused { code: 479 })
+        .await
+        .unwrap();
+    let m = store
+        .load_sent_message(&group, MESSAGE_IDS[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.sent.state, SentState::Refused { code: 479 });
+    assert!(store.pending_sent_messages(10).await.unwrap().is_empty());
+    store.integrity_check().await.unwrap();
+}
+
 #[tokio::test]
 async fn damaged_rows_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

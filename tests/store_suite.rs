@@ -943,6 +943,37 @@ async fn sent_messages_and_retries(store: Arc<dyn Store>) {
             .state,
         SentState::Acked
     );
+
+    // A refusal keeps its code and leaves the pending list.
+    let pending_before = store.pending_sent_messages(10).await.unwrap().len();
+    store
+        .set_sent_state(&g, MESSAGE_IDS[0], SentState::Refused { code: 403 })
+        .await
+        .unwrap();
+    let m = store
+        .load_sent_message(&g, MESSAGE_IDS[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.sent.state, SentState::Refused { code: 403 });
+    assert_eq!(
+        store.pending_sent_messages(10).await.unwrap().len(),
+        pending_before - 1
+    );
+    // Stored again as pending (prepared again), the code is gone.
+    store
+        .commit_batch(StoreBatch {
+            sent_messages: vec![sent(GROUPS[0], MESSAGE_IDS[0], 8, SentState::Pending)],
+            ..StoreBatch::default()
+        })
+        .await
+        .unwrap();
+    let m = store
+        .load_sent_message(&g, MESSAGE_IDS[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.sent.state, SentState::Pending);
 }
 
 async fn decrypted_buffer(store: Arc<dyn Store>) {

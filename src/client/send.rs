@@ -273,7 +273,7 @@ impl Client {
                     continue;
                 }
                 Some(code) => {
-                    self.mark_sent_final(group, &id).await;
+                    self.mark_refused(group, &id, code).await;
                     return Err(SendError::ServerError { id, code });
                 }
             }
@@ -510,14 +510,14 @@ impl Client {
         Ok(())
     }
 
-    /// A message the server answered with an error will not be delivered: it is not
-    /// resent after reconnecting (stored as `Acked`, i.e. answered).
-    async fn mark_sent_final(&self, chat: &Jid, id: &str) {
+    /// A message the server answered with an error will not be delivered: it is
+    /// stored as `Refused` with the code, and not resent after reconnecting.
+    async fn mark_refused(&self, chat: &Jid, id: &str, code: u16) {
         let batch = StoreBatch {
             sent_states: vec![SentStateUpdate {
                 chat: chat.clone(),
                 message_id: id.to_owned(),
-                state: SentState::Acked,
+                state: SentState::Refused { code },
             }],
             ..StoreBatch::default()
         };
@@ -693,7 +693,7 @@ impl Client {
                 })
             }
             Some(code) => {
-                self.mark_sent_final(&chat, &id).await;
+                self.mark_refused(&chat, &id, code).await;
                 Err(SendError::ServerError { id, code })
             }
         }

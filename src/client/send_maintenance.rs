@@ -348,16 +348,14 @@ impl Client {
             if crate::client::lock(&self.inner.send.in_flight).contains(id) {
                 continue;
             }
-            let node = match unmarshal(&m.sent.stanza) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "stored stanza does not decode; not resending it");
-                    continue;
-                }
-            };
+            // Checked before it goes out again; written as stored (the same bytes).
+            if let Err(e) = unmarshal(&m.sent.stanza) {
+                tracing::warn!(%id, error = %e, "stored stanza does not decode; not resending it");
+                continue;
+            }
             tracing::info!(chat = %m.sent.chat, %id, "resending a message the server never acked");
             let ack = match self
-                .send_and_wait(&node, id, self.inner.config.iq_timeout)
+                .send_frame_and_wait(m.sent.stanza.clone(), id, self.inner.config.iq_timeout)
                 .await
             {
                 Ok(a) => MessageAck::parse(&a),
@@ -393,12 +391,16 @@ impl Client {
             } else {
                 acked += 1;
             }
+            let state = match ack.error {
+                Some(code) => SentState::Refused { code },
+                None => SentState::Acked,
+            };
             self.store()
                 .commit_batch(StoreBatch {
                     sent_states: vec![SentStateUpdate {
                         chat: m.sent.chat.clone(),
                         message_id: id.clone(),
-                        state: SentState::Acked,
+                        state,
                     }],
                     ..StoreBatch::default()
                 })

@@ -361,28 +361,40 @@ impl EventTally {
     }
 }
 
-/// Whether the server acked a sent message.
+/// What the server said about a sent message.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum SentState {
     /// Stored before sending; no server ack yet (resend after reconnect, same id).
     Pending,
     /// The server acked it.
     Acked,
+    /// The server answered with an error ack (e.g. 403 not a member, 406, 479): it will
+    /// not be delivered and is not resent.
+    Refused {
+        /// The ack's `error` code.
+        code: u16,
+    },
 }
 
 #[cfg(feature = "sqlite")]
 impl SentState {
-    pub(crate) fn code(self) -> i64 {
+    /// The `state` column (0 pending, 1 acked, 2 refused) and the `refused_code` column.
+    pub(crate) fn code(self) -> (i64, Option<i64>) {
         match self {
-            SentState::Pending => 0,
-            SentState::Acked => 1,
+            SentState::Pending => (0, None),
+            SentState::Acked => (1, None),
+            SentState::Refused { code } => (2, Some(i64::from(code))),
         }
     }
 
-    pub(crate) fn from_code(code: i64) -> Option<Self> {
-        match code {
-            0 => Some(SentState::Pending),
-            1 => Some(SentState::Acked),
+    /// The state from its two columns; `None` for values this build never writes.
+    pub(crate) fn from_code(state: i64, refused_code: Option<i64>) -> Option<Self> {
+        match (state, refused_code) {
+            (0, None) => Some(SentState::Pending),
+            (1, None) => Some(SentState::Acked),
+            (2, Some(code)) => u16::try_from(code)
+                .ok()
+                .map(|code| SentState::Refused { code }),
             _ => None,
         }
     }
@@ -690,9 +702,23 @@ mod tests {
             assert_eq!(ParticipantRole::from_code(r.code()), Some(r));
         }
         assert_eq!(ParticipantRole::from_code(3), None);
-        assert_eq!(SentState::from_code(2), None);
-        for s in [SentState::Pending, SentState::Acked] {
-            assert_eq!(SentState::from_code(s.code()), Some(s));
+        for (state, code) in [
+            (2, None),
+            (0, Some(403)),
+            (1, Some(0)),
+            (2, Some(70_000)),
+            (3, None),
+        ] {
+            assert_eq!(SentState::from_code(state, code), None, "{state} {code:?}");
+        }
+        for s in [
+            SentState::Pending,
+            SentState::Acked,
+            SentState::Refused { code: 403 },
+            SentState::Refused { code: u16::MAX },
+        ] {
+            let (state, code) = s.code();
+            assert_eq!(SentState::from_code(state, code), Some(s));
         }
     }
 }

@@ -520,20 +520,24 @@ pub(super) fn apply_batch(conn: &Connection, batch: StoreBatch) -> Result<Commit
         // away its retry counts.
         let mut stmt = conn
             .prepare_cached(
-                "INSERT INTO sent_message (chat_jid, message_id, message, stanza, state, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO sent_message
+                    (chat_jid, message_id, message, stanza, state, refused_code, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (chat_jid, message_id) DO UPDATE SET
                     message = excluded.message, stanza = excluded.stanza,
-                    state = excluded.state, created_at_ms = excluded.created_at_ms",
+                    state = excluded.state, refused_code = excluded.refused_code,
+                    created_at_ms = excluded.created_at_ms",
             )
             .map_err(sql(context))?;
         for m in &batch.sent_messages {
+            let (state, refused_code) = m.state.code();
             stmt.execute(params![
                 m.chat.to_string(),
                 m.message_id,
                 m.message,
                 m.stanza,
-                m.state.code(),
+                state,
+                refused_code,
                 m.created_at_ms
             ])
             .map_err(sql(context))?;
@@ -542,12 +546,19 @@ pub(super) fn apply_batch(conn: &Connection, batch: StoreBatch) -> Result<Commit
     if !batch.sent_states.is_empty() {
         let mut stmt = conn
             .prepare_cached(
-                "UPDATE sent_message SET state = ?3 WHERE chat_jid = ?1 AND message_id = ?2",
+                "UPDATE sent_message SET state = ?3, refused_code = ?4
+                 WHERE chat_jid = ?1 AND message_id = ?2",
             )
             .map_err(sql(context))?;
         for s in &batch.sent_states {
-            stmt.execute(params![s.chat.to_string(), s.message_id, s.state.code()])
-                .map_err(sql(context))?;
+            let (state, refused_code) = s.state.code();
+            stmt.execute(params![
+                s.chat.to_string(),
+                s.message_id,
+                state,
+                refused_code
+            ])
+            .map_err(sql(context))?;
         }
     }
     if !batch.decrypted.is_empty() {
@@ -964,7 +975,7 @@ pub(super) fn load_rsvps(conn: &Connection, chat: &Jid, event_id: &str) -> Resul
 
 // ---- sent messages ----
 
-type SentRow = (String, String, Vec<u8>, Vec<u8>, i64, i64);
+type SentRow = (String, String, Vec<u8>, Vec<u8>, i64, Option<i64>, i64);
 
 pub(super) fn load_sent<P: Params>(
     conn: &Connection,
@@ -983,6 +994,7 @@ pub(super) fn load_sent<P: Params>(
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?
             .collect()
@@ -996,7 +1008,7 @@ pub(super) fn load_sent<P: Params>(
         .map_err(sql(context))?;
     raw.into_iter()
         .map(
-            |(chat, message_id, message, stanza, state, created_at_ms)| {
+            |(chat, message_id, message, stanza, state, refused_code, created_at_ms)| {
                 let counts: Vec<(String, i64)> = retries
                     .query_map(params![chat, message_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .and_then(Iterator::collect)
@@ -1012,8 +1024,11 @@ pub(super) fn load_sent<P: Params>(
                         message_id,
                         message,
                         stanza,
-                        state: SentState::from_code(state).ok_or_else(|| {
-                            Error::corrupt("sent message", format!("state {state}"))
+                        state: SentState::from_code(state, refused_code).ok_or_else(|| {
+                            Error::corrupt(
+                                "sent message",
+                                format!("state {state}, refused code {refused_code:?}"),
+                            )
                         })?,
                         created_at_ms,
                     },

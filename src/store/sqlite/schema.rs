@@ -17,7 +17,12 @@
 pub(super) const APPLICATION_ID: i64 = 0x5741_4556;
 
 /// Migration steps; the schema version is `MIGRATIONS.len()`.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// V2: the error code of a sent message the server refused (`state` 2).
+const V2: &str = r#"
+ALTER TABLE sent_message ADD COLUMN refused_code INTEGER;
+"#;
 
 const V1: &str = r#"
 CREATE TABLE device (
