@@ -526,6 +526,49 @@ async fn removing_a_member_rotates_the_sender_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_group_query_does_not_hold_up_sends_to_other_groups() {
+    let s = setup(3, true).await;
+    let other = s
+        .sim
+        .create_group(GroupSpec {
+            subject: "Other".into(),
+            accounts: vec![s.phone.pn()],
+            simulated_members: 2,
+            devices_per_member: 1..=2,
+            addressing: GroupAddressing::Lid,
+        })
+        .unwrap();
+    // The server is slow to describe the first group: its send waits for the answer.
+    s.sim.hold_group_info(&s.group);
+    let slow = tokio::spawn({
+        let client = s.client.clone();
+        let group = s.group.clone();
+        async move { client.send_message(&group, card("Slow").1).await }
+    });
+    for _ in 0..200 {
+        if s.sim.held_group_info(&s.group) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.sim.held_group_info(&s.group), 1, "the first send asked");
+    // Meanwhile a send to another (also cold) group goes through.
+    let fast = tokio::time::timeout(
+        Duration::from_secs(3),
+        s.client.send_message(&other, card("Fast").1),
+    )
+    .await
+    .expect("the other group's send is not held up by the slow query")
+    .unwrap();
+    assert!(fast.pairwise_devices > 0);
+    assert!(!slow.is_finished());
+    s.sim.release_group_info(&s.group);
+    let slow = slow.await.unwrap().unwrap();
+    assert!(slow.pairwise_devices > 0);
+    s.client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_send_is_stored_as_refused_with_its_code() {
     // Notifications are not applied: the client still believes it is a member.
     let s = setup(3, false).await;

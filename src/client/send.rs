@@ -281,8 +281,9 @@ impl Client {
     }
 
     /// Resolves members and devices, prepares the group stanza and commits it with the
-    /// Signal state, `extra` and the pending sent message. Holds the send lock
-    /// throughout.
+    /// Signal state, `extra` and the pending sent message. Holds the send lock from
+    /// the key fetch on (group info and device lists of a group not yet in memory are
+    /// queried before).
     #[allow(clippy::too_many_arguments)]
     async fn prepare_and_commit_group(
         &self,
@@ -294,11 +295,31 @@ impl Client {
         creds: &DeviceCredentials,
         refresh: bool,
     ) -> Result<Committed, SendError> {
+        // A group without fan-out state is described (group info, device lists: both
+        // cached in the store) before the send lock is taken, so a slow or cold group
+        // does not hold up sends to other chats. Pre-key bundles are fetched under the
+        // lock: whether a device needs one depends on the sessions the lock guards.
+        let known = self
+            .inner
+            .send
+            .caches
+            .lock()
+            .await
+            .groups
+            .contains_key(group);
+        let built = if known {
+            None
+        } else {
+            Some(self.build_group_fanout(group, creds, refresh).await?)
+        };
         let mut caches = self.inner.send.caches.lock().await;
         let fresh = !caches.groups.contains_key(group);
-        let mut fanout = match caches.groups.remove(group) {
-            Some(f) => f,
-            None => self.build_group_fanout(group, creds, refresh).await?,
+        let mut fanout = match (caches.groups.remove(group), built) {
+            // Another send built it meanwhile; its marks are newer than nothing.
+            (Some(f), _) => f,
+            (None, Some(f)) => f,
+            // Dropped meanwhile (an invalidation): described again, under the lock.
+            (None, None) => self.build_group_fanout(group, creds, refresh).await?,
         };
         let name = SenderKeyName::new(group, fanout.sender());
         let mut holders = Vec::new();

@@ -812,6 +812,28 @@ impl SimServer {
         self.with_world(|w| w.member_edit_card(group, member, event_id, card, &mut OsRng))
     }
 
+    /// Holds back the answers to `w:g2` queries about `group` (a slow server, for
+    /// tests) until [`SimServer::release_group_info`]. Other stanzas are not held.
+    pub fn hold_group_info(&self, group: &Jid) {
+        self.with_world(|w| {
+            w.held_group_info.entry(group.user.clone()).or_default();
+        });
+    }
+
+    /// How many `w:g2` answers about `group` are being held back.
+    pub fn held_group_info(&self, group: &Jid) -> usize {
+        self.with_world(|w| w.held_group_info.get(&group.user).map_or(0, Vec::len))
+    }
+
+    /// Sends the held-back `w:g2` answers about `group` and stops holding them.
+    pub fn release_group_info(&self, group: &Jid) {
+        self.with_world(|w| {
+            for (conn, reply) in w.held_group_info.remove(&group.user).unwrap_or_default() {
+                w.send(conn, reply);
+            }
+        });
+    }
+
     /// Gives simulated member `member` one more simulated device (a `devices` add
     /// notification goes to everyone who shares a group with it); returns its JID.
     pub fn add_member_device(&self, member: &Jid) -> Result<Jid, SimError> {

@@ -316,7 +316,16 @@ impl World {
                 None
             }
             ("w:g2", _, _, Some((account, _))) => {
-                Some(self.on_group_iq(conn, account, &id, &kind, iq))
+                let reply = self.on_group_iq(conn, account, &id, &kind, iq);
+                let held =
+                    stanza::attr_jid(iq, "to").and_then(|g| self.held_group_info.get_mut(&g.user));
+                match held {
+                    Some(waiting) => {
+                        waiting.push((conn, reply));
+                        None
+                    }
+                    None => Some(reply),
+                }
             }
             ("usync", "get", "usync", Some(_)) => Some(self.on_usync(conn, &id, iq)),
             ("encrypt", _, _, Some((account, device))) => {

@@ -334,6 +334,9 @@ pub struct World {
     pub(crate) in_world: VecDeque<(String, u16, Node)>,
     /// Delivery receipts simulated devices owe, grouped per message before they go out.
     pub(crate) pending_receipts: BTreeMap<super::routing::ReceiptKey, Vec<Jid>>,
+    /// Groups whose `w:g2` answers are held back (tests of slow queries), with the
+    /// answers waiting, by group id.
+    pub(crate) held_group_info: HashMap<String, Vec<(ConnId, Node)>>,
 }
 
 /// Current unix time in seconds.
@@ -362,6 +365,7 @@ impl World {
             phones: HashMap::new(),
             in_world: VecDeque::new(),
             pending_receipts: BTreeMap::new(),
+            held_group_info: HashMap::new(),
         }
     }
 
