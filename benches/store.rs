@@ -75,6 +75,7 @@ fn warm_send(n: u64) -> StoreBatch {
         message: vec![2; 400],
         stanza: vec![3; 4096],
         state: SentState::Pending,
+        source: Some("api".into()),
         created_at_ms: 0,
     });
     b

@@ -921,6 +921,13 @@ async fn typing_delay_quote_and_private_reply() {
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(400));
+    let stored = p
+        .store
+        .load_sent_message(&group, &reply.message_id)
+        .await
+        .unwrap()
+        .expect("the sent card is stored");
+    assert_eq!(stored.sent.source.as_deref(), Some("e2e"));
     let views = p.views(&group, &reply.message_id, receivers.len()).await;
     assert!(
         views

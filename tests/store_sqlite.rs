@@ -175,8 +175,8 @@ async fn foreign_files_are_refused_untouched() {
 }
 
 /// Rows damaged behind the store's back come back as typed errors, not panics.
-/// A version-1 database (before `refused_code`) opens, migrates to the current version
-/// and keeps its sent messages; a refusal can then be stored.
+/// A version-1 database (before `refused_code` and `source`) opens, migrates to the
+/// current version and keeps its sent messages; a refusal can then be stored.
 #[tokio::test]
 async fn a_version_1_database_migrates() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,6 +196,7 @@ async fn a_version_1_database_migrates() {
         .execute_batch(
             "DROP INDEX sent_message_pending;
              ALTER TABLE sent_message DROP COLUMN refused_code;
+             ALTER TABLE sent_message DROP COLUMN source;
              CREATE INDEX sent_message_pending ON sent_message (created_at_ms, chat_jid, message_id)
                  WHERE state = 0;
              PRAGMA user_version = 1;",
@@ -212,7 +213,10 @@ async fn a_version_1_database_migrates() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((m.sent.message[0], m.sent.state), (3, SentState::Pending));
+    assert_eq!(
+        (m.sent.message[0], m.sent.state, m.sent.source),
+        (3, SentState::Pending, None)
+    );
     store
         .set_sent_state(&group, MESSAGE_IDS[0], SentState::Refused { code: 479 })
         .await

@@ -342,6 +342,7 @@ impl Client {
                     message,
                     id: Some(id),
                     batch,
+                    source: options.source.clone(),
                 },
             )
             .await?;
@@ -400,6 +401,7 @@ impl Client {
                     message,
                     id: Some(new_message_id(&own)),
                     batch,
+                    source: options.source.clone(),
                 },
             )
             .await?)
@@ -759,6 +761,7 @@ impl Client {
                     message,
                     id: Some(new_message_id(&own)),
                     batch,
+                    source: options.source.clone(),
                 },
             )
             .await?)

@@ -58,6 +58,19 @@ pub struct OutgoingMessage {
     /// Extra store writes (e.g. the event card and its message secret) committed in
     /// the same transaction as the send's Signal state, before the bytes leave.
     pub batch: StoreBatch,
+    /// Who asked for the send, stored with the sent message (see
+    /// [`SentMessage::source`]).
+    pub source: Option<String>,
+}
+
+/// The message a send stores with its stanza.
+#[derive(Clone, Copy)]
+struct MessageRecord<'a> {
+    id: &'a str,
+    message: &'a e2e::Message,
+    /// `message`, encoded.
+    plaintext: &'a [u8],
+    source: Option<&'a str>,
 }
 
 /// What the server accepted.
@@ -237,14 +250,18 @@ impl Client {
             .unwrap_or_else(|| self.new_message_id(creds));
         let plaintext = message.message.encode_to_vec();
         let mut extra = Some(std::mem::take(&mut message.batch));
+        let record = MessageRecord {
+            id: &id,
+            message: &message.message,
+            plaintext: &plaintext,
+            source: message.source.as_deref(),
+        };
         let mut refresh = false;
         loop {
             let mut committed = self
                 .prepare_and_commit_group(
                     group,
-                    &id,
-                    &message.message,
-                    &plaintext,
+                    record,
                     extra.take().unwrap_or_default(),
                     creds,
                     refresh,
@@ -284,13 +301,10 @@ impl Client {
     /// Signal state, `extra` and the pending sent message. Holds the send lock from
     /// the key fetch on (group info and device lists of a group not yet in memory are
     /// queried before).
-    #[allow(clippy::too_many_arguments)]
     async fn prepare_and_commit_group(
         &self,
         group: &Jid,
-        id: &str,
-        message: &e2e::Message,
-        plaintext: &[u8],
+        message: MessageRecord<'_>,
         extra: StoreBatch,
         creds: &DeviceCredentials,
         refresh: bool,
@@ -351,9 +365,7 @@ impl Client {
             fanout.mark_has_sender_key(holders.iter());
         }
         let (fanout, result) = self
-            .prepare_group_locked(
-                fanout, record, group, id, message, plaintext, extra, creds, created,
-            )
+            .prepare_group_locked(fanout, record, group, message, extra, creds, created)
             .await;
         match (fanout, result) {
             (Some(fanout), Ok((committed, stale_users))) => {
@@ -385,9 +397,7 @@ impl Client {
         fanout: GroupFanout,
         record: SenderKeyRecord,
         group: &Jid,
-        id: &str,
-        message: &e2e::Message,
-        plaintext: &[u8],
+        message: MessageRecord<'_>,
         extra: StoreBatch,
         creds: &DeviceCredentials,
         created: bool,
@@ -410,8 +420,8 @@ impl Client {
             record,
             &creds.identity,
             device_identity,
-            id,
-            message,
+            message.id,
+            message.message,
             targets,
         )
         .await;
@@ -429,7 +439,7 @@ impl Client {
         }
         let key_id = record.current_state().map(|s| s.key_id());
         let committed = self
-            .commit_prepared(prepared, batch, group, id, plaintext, key_id)
+            .commit_prepared(prepared, batch, group, message, key_id)
             .await;
         (fanout, committed.map(|c| (c, stale_users)))
     }
@@ -441,19 +451,20 @@ impl Client {
         prepared: PreparedSend,
         mut batch: StoreBatch,
         chat: &Jid,
-        id: &str,
-        plaintext: &[u8],
+        message: MessageRecord<'_>,
         sender_key_id: Option<u32>,
     ) -> Result<Committed, SendError> {
+        let id = message.id;
         let stanza = marshal(&prepared.node)
             .map_err(|e| SendError::Prepare(format!("the stanza does not encode: {e}")))?;
         batch.signal = merge_signal(std::mem::take(&mut batch.signal), prepared.signal_state);
         batch.sent_messages.push(SentMessage {
             chat: chat.clone(),
             message_id: id.to_owned(),
-            message: plaintext.to_vec(),
+            message: message.plaintext.to_vec(),
             stanza: stanza.clone(),
             state: SentState::Pending,
+            source: message.source.map(str::to_owned),
             created_at_ms: now_ms(),
         });
         self.store().commit_batch(batch).await?;
@@ -680,12 +691,17 @@ impl Client {
                 },
                 &mut OsRng,
             )?;
+            let record = MessageRecord {
+                id: &id,
+                message: &message.message,
+                plaintext: &plaintext,
+                source: message.source.as_deref(),
+            };
             self.commit_prepared(
                 prepared,
                 std::mem::take(&mut message.batch),
                 &chat,
-                &id,
-                &plaintext,
+                record,
                 None,
             )
             .await?

@@ -378,6 +378,7 @@ impl Client {
                         message,
                         id: Some(id.clone()),
                         batch: StoreBatch::default(),
+                        source: m.sent.source.clone(),
                     };
                     match self.send_message(&m.sent.chat, again).await {
                         Ok(_) => acked += 1,

@@ -15,8 +15,9 @@ pub struct SendOptions {
     pub reply_private: bool,
     /// Show "typing…" for this long before sending.
     pub typing_delay: Option<Duration>,
-    /// Free-form label of who asked for the send (`api` when not given), stored with
-    /// the message and echoed to webhooks.
+    /// Free-form label of who asked for the send: logged (as `api` when not given),
+    /// stored with the sent message ([`crate::store::SentMessage::source`]) and echoed
+    /// in the gateway's RyzeAPI answer.
     pub source: Option<String>,
 }
 

@@ -414,6 +414,9 @@ pub struct SentMessage {
     pub stanza: Vec<u8>,
     /// Pending until the server acks.
     pub state: SentState,
+    /// Who asked for the send (`SendOptions::source`, e.g. the gateway caller's
+    /// label); `None` when nobody said.
+    pub source: Option<String>,
     /// When it was prepared (unix ms).
     pub created_at_ms: i64,
 }

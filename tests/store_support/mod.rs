@@ -212,6 +212,8 @@ pub fn sent(chat: &str, id: &str, seed: u8, state: SentState) -> SentMessage {
         message: vec![seed; 30],
         stanza: vec![seed.wrapping_add(1); 60],
         state,
+        // Odd seeds carry a source, even ones none: both must round-trip.
+        source: (seed % 2 == 1).then(|| format!("crm-{seed}")),
         created_at_ms: i64::from(seed) * 10,
     }
 }

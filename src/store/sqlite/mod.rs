@@ -794,7 +794,8 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             Ok(rows::load_sent(
                 conn,
-                "SELECT chat_jid, message_id, message, stanza, state, refused_code, created_at_ms
+                "SELECT chat_jid, message_id, message, stanza, state, refused_code, source,
+                        created_at_ms
                  FROM sent_message WHERE chat_jid = ?1 AND message_id = ?2",
                 rusqlite::params![chat, id],
             )?
@@ -807,7 +808,8 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             rows::load_sent(
                 conn,
-                "SELECT chat_jid, message_id, message, stanza, state, refused_code, created_at_ms
+                "SELECT chat_jid, message_id, message, stanza, state, refused_code, source,
+                        created_at_ms
                  FROM sent_message WHERE state = 0
                  ORDER BY created_at_ms, chat_jid, message_id LIMIT ?1",
                 rusqlite::params![limit(max)],

@@ -521,12 +521,13 @@ pub(super) fn apply_batch(conn: &Connection, batch: StoreBatch) -> Result<Commit
         let mut stmt = conn
             .prepare_cached(
                 "INSERT INTO sent_message
-                    (chat_jid, message_id, message, stanza, state, refused_code, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    (chat_jid, message_id, message, stanza, state, refused_code, source,
+                     created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (chat_jid, message_id) DO UPDATE SET
                     message = excluded.message, stanza = excluded.stanza,
                     state = excluded.state, refused_code = excluded.refused_code,
-                    created_at_ms = excluded.created_at_ms",
+                    source = excluded.source, created_at_ms = excluded.created_at_ms",
             )
             .map_err(sql(context))?;
         for m in &batch.sent_messages {
@@ -538,6 +539,7 @@ pub(super) fn apply_batch(conn: &Connection, batch: StoreBatch) -> Result<Commit
                 m.stanza,
                 state,
                 refused_code,
+                m.source,
                 m.created_at_ms
             ])
             .map_err(sql(context))?;
@@ -975,7 +977,16 @@ pub(super) fn load_rsvps(conn: &Connection, chat: &Jid, event_id: &str) -> Resul
 
 // ---- sent messages ----
 
-type SentRow = (String, String, Vec<u8>, Vec<u8>, i64, Option<i64>, i64);
+type SentRow = (
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+);
 
 pub(super) fn load_sent<P: Params>(
     conn: &Connection,
@@ -995,6 +1006,7 @@ pub(super) fn load_sent<P: Params>(
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })?
             .collect()
@@ -1008,7 +1020,7 @@ pub(super) fn load_sent<P: Params>(
         .map_err(sql(context))?;
     raw.into_iter()
         .map(
-            |(chat, message_id, message, stanza, state, refused_code, created_at_ms)| {
+            |(chat, message_id, message, stanza, state, refused_code, source, created_at_ms)| {
                 let counts: Vec<(String, i64)> = retries
                     .query_map(params![chat, message_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .and_then(Iterator::collect)
@@ -1030,6 +1042,7 @@ pub(super) fn load_sent<P: Params>(
                                 format!("state {state}, refused code {refused_code:?}"),
                             )
                         })?,
+                        source,
                         created_at_ms,
                     },
                     retry_counts,

@@ -19,9 +19,11 @@ pub(super) const APPLICATION_ID: i64 = 0x5741_4556;
 /// Migration steps; the schema version is `MIGRATIONS.len()`.
 pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
-/// V2: the error code of a sent message the server refused (`state` 2).
+/// V2: the error code of a sent message the server refused (`state` 2), and who
+/// asked for the send.
 const V2: &str = r#"
 ALTER TABLE sent_message ADD COLUMN refused_code INTEGER;
+ALTER TABLE sent_message ADD COLUMN source TEXT;
 "#;
 
 const V1: &str = r#"
