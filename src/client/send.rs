@@ -43,8 +43,8 @@ use crate::signal::address::SenderKeyName;
 use crate::signal::group::SenderKeyRecord;
 use crate::signal::store::SignalStoreExt;
 use crate::store::{
-    AddressingMode, DeviceCredentials, SenderKeyMemoryUpdate, SentMessage, SentState,
-    SentStateUpdate, StoreBatch, now_ms,
+    AddressingMode, DeviceCredentials, DeviceList, GroupMetadata, SenderKeyMemoryUpdate,
+    SentMessage, SentState, SentStateUpdate, StoreBatch, now_ms,
 };
 
 /// One message to send.
@@ -309,10 +309,13 @@ impl Client {
         creds: &DeviceCredentials,
         refresh: bool,
     ) -> Result<Committed, SendError> {
-        // A group without fan-out state is described (group info, device lists: both
-        // cached in the store) before the send lock is taken, so a slow or cold group
-        // does not hold up sends to other chats. Pre-key bundles are fetched under the
-        // lock: whether a device needs one depends on the sessions the lock guards.
+        // A group without fan-out state has its group info and device lists queried
+        // into the store's caches before the send lock is taken, so a slow or cold
+        // group does not hold up sends to other chats. The fan-out is still built under
+        // the lock, from those caches: a notification handled meanwhile (it takes the
+        // lock) has already dropped whatever it made stale, and that part is queried
+        // again. Pre-key bundles are fetched under the lock: whether a device needs one
+        // depends on the sessions the lock guards.
         let known = self
             .inner
             .send
@@ -321,19 +324,18 @@ impl Client {
             .await
             .groups
             .contains_key(group);
-        let built = if known {
-            None
-        } else {
-            Some(self.build_group_fanout(group, creds, refresh).await?)
-        };
+        if !known {
+            self.describe_group(group, creds, refresh).await?;
+        }
         let mut caches = self.inner.send.caches.lock().await;
         let fresh = !caches.groups.contains_key(group);
-        let mut fanout = match (caches.groups.remove(group), built) {
-            // Another send built it meanwhile; its marks are newer than nothing.
-            (Some(f), _) => f,
-            (None, Some(f)) => f,
-            // Dropped meanwhile (an invalidation): described again, under the lock.
-            (None, None) => self.build_group_fanout(group, creds, refresh).await?,
+        let mut fanout = match caches.groups.remove(group) {
+            Some(f) => f,
+            // Just described unless something changed since: no `refresh` again.
+            None => {
+                self.build_group_fanout(group, creds, refresh && known)
+                    .await?
+            }
         };
         let name = SenderKeyName::new(group, fanout.sender());
         let mut holders = Vec::new();
@@ -610,14 +612,7 @@ impl Client {
         creds: &DeviceCredentials,
         refresh: bool,
     ) -> Result<GroupFanout, SendError> {
-        let meta = self.resolve_group(group, refresh).await?;
-        let sender = Self::own_sender(creds, meta.addressing_mode)?;
-        let own_user = sender.to_non_ad();
-        let mut users: Vec<Jid> = meta.participants.iter().map(|p| p.jid.clone()).collect();
-        if !users.contains(&own_user) {
-            users.push(own_user);
-        }
-        let lists = self.resolve_device_lists(&users, refresh).await?;
+        let (meta, sender, lists) = self.describe_group(group, creds, refresh).await?;
         let devices = lists
             .iter()
             .flat_map(|l| super::usync::fanout_devices(l, true));
@@ -627,6 +622,26 @@ impl Client {
             sender,
             devices,
         )?)
+    }
+
+    /// The group's metadata, our sending device in its addressing, and the device
+    /// lists of every member and of ourselves: from the store's caches, the missing
+    /// parts (all of them when `refresh`) queried and cached.
+    async fn describe_group(
+        &self,
+        group: &Jid,
+        creds: &DeviceCredentials,
+        refresh: bool,
+    ) -> Result<(GroupMetadata, Jid, Vec<DeviceList>), SendError> {
+        let meta = self.resolve_group(group, refresh).await?;
+        let sender = Self::own_sender(creds, meta.addressing_mode)?;
+        let own_user = sender.to_non_ad();
+        let mut users: Vec<Jid> = meta.participants.iter().map(|p| p.jid.clone()).collect();
+        if !users.contains(&own_user) {
+            users.push(own_user);
+        }
+        let lists = self.resolve_device_lists(&users, refresh).await?;
+        Ok((meta, sender, lists))
     }
 
     /// The 1:1 path.
