@@ -14,7 +14,7 @@
 mod client_support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,7 +29,7 @@ use waevent::signal::curve::PublicKey;
 use waevent::signal::identity::LocalIdentity;
 use waevent::signal::store::{
     IdentityChange, IdentityStore, PreKeyStore, SenderKeyStore, SessionStore, SignalStateBatch,
-    SignalStore, SignedPreKeyStore, StoreResult,
+    SignalStore, SignalStoreExt, SignedPreKeyStore, StoreResult,
 };
 use waevent::sim::{DeviceView, GroupAddressing, GroupSpec, SimPhone, SimServer};
 use waevent::store::*;
@@ -243,13 +243,21 @@ impl Store for CrashAfterCommit {
 
 /// Acks like the default handler, and first hands notifications and retry receipts to
 /// the send pipeline (what the receive pipeline's handler does).
-struct SendSideHandler;
+struct SendSideHandler {
+    /// `w:gp2` notifications handled so far.
+    group_notifications: Arc<AtomicUsize>,
+}
 
 #[async_trait]
 impl StanzaHandler for SendSideHandler {
     async fn handle(&self, client: &Client, stanza: Node) {
         match stanza.tag.as_ref() {
-            "notification" => client.handle_fanout_notification(&stanza).await,
+            "notification" => {
+                client.handle_fanout_notification(&stanza).await;
+                if stanza.attr_str("type") == Some("w:gp2") {
+                    self.group_notifications.fetch_add(1, Ordering::SeqCst);
+                }
+            }
             "receipt" if stanza.attr_str("type") == Some("retry") => {
                 client.handle_retry_receipt(&stanza).await
             }
@@ -265,6 +273,8 @@ impl StanzaHandler for SendSideHandler {
 }
 
 struct Setup {
+    /// `w:gp2` notifications the handler applied (when it handles them).
+    group_notifications: Arc<AtomicUsize>,
     sim: SimServer,
     client: Client,
     events: Events,
@@ -300,8 +310,11 @@ async fn setup_with(
         config.iq_timeout = Duration::from_secs(120);
     }
     let (client, mut events) = Client::new(store.clone(), config);
+    let group_notifications = Arc::new(AtomicUsize::new(0));
     if handle_notifications {
-        client.set_stanza_handler(Arc::new(SendSideHandler));
+        client.set_stanza_handler(Arc::new(SendSideHandler {
+            group_notifications: group_notifications.clone(),
+        }));
     }
     let device = pair_by_qr(&client, &mut events, &phone).await;
     let group = sim
@@ -314,6 +327,7 @@ async fn setup_with(
         })
         .expect("group");
     Setup {
+        group_notifications,
         sim,
         client,
         events,
@@ -565,6 +579,76 @@ async fn a_slow_group_query_does_not_hold_up_sends_to_other_groups() {
     s.sim.release_group_info(&s.group);
     let slow = slow.await.unwrap().unwrap();
     assert!(slow.pairwise_devices > 0);
+    s.client.disconnect().await;
+}
+
+/// The group is described without the send lock; a member removed (and the
+/// notification applied) while that answer is on its way must not get anything: the
+/// send asks again under the lock instead of trusting the older answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_while_the_group_is_described_gets_nothing() {
+    let s = setup(4, true).await;
+    let me = own_lid(&s.client).await;
+    let leaver = s
+        .sim
+        .group_members(&s.group)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.user != me.user)
+        .unwrap();
+    let leaver_devices: Vec<Jid> = recipients(&s, &me)
+        .into_iter()
+        .filter(|d| d.user == leaver.user)
+        .collect();
+    assert!(!leaver_devices.is_empty());
+
+    s.sim.hold_group_info(&s.group);
+    let send = tokio::spawn({
+        let client = s.client.clone();
+        let group = s.group.clone();
+        async move {
+            client
+                .send_message(&group, card("After the removal").1)
+                .await
+        }
+    });
+    for _ in 0..500 {
+        if s.sim.held_group_info(&s.group) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.sim.held_group_info(&s.group), 1);
+    // The held answer still lists the leaver; the removal's notification is applied
+    // before that answer arrives.
+    let applied = s.group_notifications.load(Ordering::SeqCst);
+    s.sim.remove_member(&s.group, &leaver).unwrap();
+    for _ in 0..1000 {
+        if s.group_notifications.load(Ordering::SeqCst) > applied {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(s.group_notifications.load(Ordering::SeqCst) > applied);
+    s.sim.release_group_info(&s.group);
+
+    let receipt = send.await.unwrap().unwrap();
+    for device in &leaver_devices {
+        let session = s
+            .store
+            .load_session_record(&ProtocolAddress::from_jid(device))
+            .await
+            .unwrap();
+        assert!(
+            !session.has_current_session(),
+            "nothing was ever encrypted for the removed member's {device}"
+        );
+        assert!(
+            s.sim
+                .with_world(|w| w.device_view(device, &s.group, &receipt.message_id))
+                .is_none()
+        );
+    }
     s.client.disconnect().await;
 }
 

@@ -154,6 +154,10 @@ pub(crate) struct SendState {
 pub(crate) struct SendCaches {
     /// Per group: devices, phash, who has our current sender key.
     pub(crate) groups: HashMap<Jid, GroupFanout>,
+    /// Bumped by every notification or invalidation that changes the cached groups or
+    /// device lists. A send that queried them without the lock queries again under it
+    /// when this moved meanwhile (its answers may predate the change).
+    pub(crate) epoch: u64,
 }
 
 /// The server's `<ack class="message">` for one of our stanzas.
@@ -316,26 +320,25 @@ impl Client {
         // lock) has already dropped whatever it made stale, and that part is queried
         // again. Pre-key bundles are fetched under the lock: whether a device needs one
         // depends on the sessions the lock guards.
-        let known = self
-            .inner
-            .send
-            .caches
-            .lock()
-            .await
-            .groups
-            .contains_key(group);
+        let (known, epoch) = {
+            let caches = self.inner.send.caches.lock().await;
+            (caches.groups.contains_key(group), caches.epoch)
+        };
         if !known {
             self.describe_group(group, creds, refresh).await?;
         }
         let mut caches = self.inner.send.caches.lock().await;
         let fresh = !caches.groups.contains_key(group);
+        // Just described: read back from the caches, unless a notification changed
+        // them meanwhile (then everything is asked again).
+        let refresh = if known {
+            refresh
+        } else {
+            caches.epoch != epoch
+        };
         let mut fanout = match caches.groups.remove(group) {
             Some(f) => f,
-            // Just described unless something changed since: no `refresh` again.
-            None => {
-                self.build_group_fanout(group, creds, refresh && known)
-                    .await?
-            }
+            None => self.build_group_fanout(group, creds, refresh).await?,
         };
         let name = SenderKeyName::new(group, fanout.sender());
         let mut holders = Vec::new();
@@ -570,6 +573,7 @@ impl Client {
             .map(|g| g.participants.into_iter().map(|p| p.jid).collect())
             .unwrap_or_default();
         let mut caches = self.inner.send.caches.lock().await;
+        caches.epoch = caches.epoch.wrapping_add(1);
         let mut users: Vec<Jid> = members;
         if let Some(f) = caches.groups.remove(group) {
             users.extend(f.devices().iter().map(Jid::to_non_ad));

@@ -78,7 +78,8 @@ impl Client {
             // The same account in the other namespace (LID groups list LID devices).
             None => users.extend(store.alternate_jid(&n.user).await?),
         }
-        let _caches_guard = self.inner.send.caches.lock().await;
+        let mut caches = self.inner.send.caches.lock().await;
+        caches.epoch = caches.epoch.wrapping_add(1);
         let cached = store.load_device_lists(&users).await?;
         let mut batch = StoreBatch::default();
         if let Some(lid) = &n.lid
@@ -95,7 +96,7 @@ impl Client {
             }
         }
         store.commit_batch(batch).await?;
-        drop(_caches_guard);
+        drop(caches);
         self.drop_fanouts_with_users(&users).await;
         Ok(())
     }
@@ -103,6 +104,7 @@ impl Client {
     /// Drops in-memory group fan-outs that contain a device of one of `users`.
     async fn drop_fanouts_with_users(&self, users: &[Jid]) {
         let mut caches = self.inner.send.caches.lock().await;
+        caches.epoch = caches.epoch.wrapping_add(1);
         caches.groups.retain(|_, f| {
             !f.devices().iter().any(|d| {
                 users
@@ -129,6 +131,7 @@ impl Client {
             .await
             .map_err(|e| SendError::Store(e.to_string()))?;
         let mut caches = self.inner.send.caches.lock().await;
+        caches.epoch = caches.epoch.wrapping_add(1);
         let fanout = caches.groups.remove(&n.group);
         let mut batch = StoreBatch::default();
         for c in &n.changes {
