@@ -174,7 +174,6 @@ async fn foreign_files_are_refused_untouched() {
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
 
-/// Rows damaged behind the store's back come back as typed errors, not panics.
 /// A version-1 database (before `refused_code` and `source`) opens, migrates to the
 /// current version and keeps its sent messages; a refusal can then be stored.
 #[tokio::test]
@@ -231,6 +230,7 @@ async fn a_version_1_database_migrates() {
     store.integrity_check().await.unwrap();
 }
 
+/// Rows damaged behind the store's back come back as typed errors, not panics.
 #[tokio::test]
 async fn damaged_rows_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,8 +154,8 @@ pub(crate) struct SendState {
 pub(crate) struct SendCaches {
     /// Per group: devices, phash, who has our current sender key.
     pub(crate) groups: HashMap<Jid, GroupFanout>,
-    /// Bumped by every notification or invalidation that changes the cached groups or
-    /// device lists. A send that queried them without the lock queries again under it
+    /// Bumped by the device and group notification handlers and by
+    /// `invalidate_group`. A send that queried the group without the lock queries again
     /// when this moved meanwhile (its answers may predate the change).
     pub(crate) epoch: u64,
 }
@@ -320,22 +320,35 @@ impl Client {
         // lock) has already dropped whatever it made stale, and that part is queried
         // again. Pre-key bundles are fetched under the lock: whether a device needs one
         // depends on the sessions the lock guards.
-        let (known, epoch) = {
+        let mut describe_refresh = refresh;
+        let mut rounds = 0;
+        let (mut caches, refresh) = loop {
+            let (known, epoch) = {
+                let caches = self.inner.send.caches.lock().await;
+                (caches.groups.contains_key(group), caches.epoch)
+            };
+            if !known {
+                self.describe_group(group, creds, describe_refresh).await?;
+            }
             let caches = self.inner.send.caches.lock().await;
-            (caches.groups.contains_key(group), caches.epoch)
+            if known {
+                break (caches, refresh);
+            }
+            if caches.epoch == epoch {
+                // Just described: built from the caches, nothing asked again.
+                break (caches, false);
+            }
+            // A notification changed the caches while the answers were on their way
+            // (they may predate it, e.g. list a removed member): ask everything again,
+            // still without the lock, unless the caches keep changing.
+            rounds += 1;
+            if rounds >= MAX_DESCRIBE_ROUNDS {
+                break (caches, true);
+            }
+            drop(caches);
+            describe_refresh = true;
         };
-        if !known {
-            self.describe_group(group, creds, refresh).await?;
-        }
-        let mut caches = self.inner.send.caches.lock().await;
         let fresh = !caches.groups.contains_key(group);
-        // Just described: read back from the caches, unless a notification changed
-        // them meanwhile (then everything is asked again).
-        let refresh = if known {
-            refresh
-        } else {
-            caches.epoch != epoch
-        };
         let mut fanout = match caches.groups.remove(group) {
             Some(f) => f,
             None => self.build_group_fanout(group, creds, refresh).await?,
@@ -755,6 +768,10 @@ impl Client {
         }
     }
 }
+
+/// Times a send describes its group without the lock while notifications keep
+/// changing the caches; after that it asks again under the lock.
+const MAX_DESCRIBE_ROUNDS: usize = 3;
 
 /// Estimated fan-out cost (µs) from which a group send is prepared on tokio's blocking
 /// pool instead of the async worker: ~1.5 µs per device with a session, ~270 µs per

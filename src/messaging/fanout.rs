@@ -1064,8 +1064,9 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
 }
 
 /// Starts a session from the bundle when one is given, encrypts `plaintext` and
-/// serializes the updated record. The target's session (wiped when dropped here, in
-/// the worker) and, once encrypted, its device are taken; the bundle is left.
+/// serializes the updated record. The target's session is worked on in place and,
+/// once serialized, dropped there (its keys wiped in place, in the worker); its device
+/// is taken; the bundle is left.
 fn encrypt_one<R: RngCore + CryptoRng + ?Sized>(
     our: &LocalIdentity,
     target: &mut PairwiseTarget,
@@ -1073,7 +1074,7 @@ fn encrypt_one<R: RngCore + CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<Outcome, FanoutError> {
     let device = &target.device;
-    let mut session = std::mem::take(&mut target.session);
+    let session = &mut target.session;
     let fail = |source| FanoutError::Pairwise {
         device: device.clone(),
         source,
@@ -1081,18 +1082,21 @@ fn encrypt_one<R: RngCore + CryptoRng + ?Sized>(
     let mut identity = None;
     let new_session = match &target.bundle {
         Some(bundle) => {
-            initialize_from_bundle(&mut session, our, bundle, rng).map_err(fail)?;
+            initialize_from_bundle(session, our, bundle, rng).map_err(fail)?;
             identity = Some(bundle.identity_key);
             true
         }
         None if session.has_current_session() => false,
         None => return Ok(Outcome::Unreachable(device.clone())),
     };
-    let ciphertext = cipher::encrypt(&mut session, plaintext).map_err(fail)?;
+    let ciphertext = cipher::encrypt(session, plaintext).map_err(fail)?;
     let address = ProtocolAddress::from_jid(device);
+    let record = Zeroizing::new(session.serialize());
+    // Dropped in place (its keys wiped where they are), here in the worker.
+    target.session = SessionRecord::default();
     Ok(Outcome::Encrypted {
         address,
-        record: Zeroizing::new(session.serialize()),
+        record,
         device: std::mem::take(&mut target.device),
         ciphertext,
         new_session,
