@@ -334,19 +334,8 @@ impl Client {
             source = options.source.as_deref().unwrap_or("api"),
             "sending event card"
         );
-        self.show_typing(&target.chat, options.typing_delay).await?;
-        let receipt = self
-            .send_message(
-                &target.chat,
-                OutgoingMessage {
-                    message,
-                    id: Some(id),
-                    batch,
-                    source: options.source.clone(),
-                },
-            )
-            .await?;
-        Ok(receipt)
+        self.send_with_options(&target.chat, message, id, batch, options)
+            .await
     }
 
     /// Answers the event `event_id` in `chat` with an encrypted RSVP and stores it as
@@ -393,18 +382,8 @@ impl Client {
             source = options.source.as_deref().unwrap_or("api"),
             "sending RSVP"
         );
-        self.show_typing(&event.chat, options.typing_delay).await?;
-        Ok(self
-            .send_message(
-                &event.chat,
-                OutgoingMessage {
-                    message,
-                    id: Some(new_message_id(&own)),
-                    batch,
-                    source: options.source.clone(),
-                },
-            )
-            .await?)
+        self.send_with_options(&event.chat, message, new_message_id(&own), batch, options)
+            .await
     }
 
     /// Replaces the event `event_id` in `chat` (created by us) by `card`: an
@@ -753,13 +732,27 @@ impl Client {
             source = options.source.as_deref().unwrap_or("api"),
             "sending event edit"
         );
-        self.show_typing(&event.chat, options.typing_delay).await?;
+        self.send_with_options(&event.chat, message, new_message_id(&own), batch, options)
+            .await
+    }
+
+    /// Shows "typing…" for `options.typing_delay`, then sends `message` with `id`,
+    /// committing `batch` and the caller's `options.source` with it.
+    async fn send_with_options(
+        &self,
+        chat: &Jid,
+        message: e2e::Message,
+        id: String,
+        batch: StoreBatch,
+        options: &SendOptions,
+    ) -> Result<SendReceipt, EventError> {
+        self.show_typing(chat, options.typing_delay).await?;
         Ok(self
             .send_message(
-                &event.chat,
+                chat,
                 OutgoingMessage {
                     message,
-                    id: Some(new_message_id(&own)),
+                    id: Some(id),
                     batch,
                     source: options.source.clone(),
                 },

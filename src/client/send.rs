@@ -35,7 +35,7 @@ use crate::binary::{Node, marshal};
 use crate::jid::Jid;
 use crate::messaging::{
     DirectSend, FanoutError, GroupFanout, GroupSend, PairwiseTarget, PreparedSend,
-    generate_message_id, prepare_direct_send, prepare_group_send,
+    estimated_fanout_micros, generate_message_id, prepare_direct_send, prepare_group_send,
 };
 use crate::proto::e2e;
 use crate::signal::LocalIdentity;
@@ -774,8 +774,7 @@ impl Client {
 const MAX_DESCRIBE_ROUNDS: usize = 3;
 
 /// Estimated fan-out cost (µs) from which a group send is prepared on tokio's blocking
-/// pool instead of the async worker: ~1.5 µs per device with a session, ~270 µs per
-/// new session. A cold send to 3,000 devices takes ~0.4 s of CPU, which would stall
+/// pool instead of the async worker (see [`estimated_fanout_micros`]). A cold send to 3,000 devices takes ~0.4 s of CPU, which would stall
 /// every task on that worker (on a current-thread runtime, the connection's reader and
 /// keepalive too).
 const BLOCKING_PREPARE_MICROS: usize = 1_000;
@@ -795,11 +794,7 @@ async fn prepare_group_send_owned(
     Option<GroupFanout>,
     Result<(PreparedSend, SenderKeyRecord), SendError>,
 ) {
-    let cost: usize = targets
-        .iter()
-        .map(|t| if t.bundle.is_some() { 270 } else { 2 })
-        .sum();
-    if cost < BLOCKING_PREPARE_MICROS {
+    if estimated_fanout_micros(&targets) < BLOCKING_PREPARE_MICROS {
         let prepared = prepare_group_send(
             &fanout,
             identity,

@@ -963,6 +963,15 @@ impl Fanned {
     }
 }
 
+/// Estimated CPU cost (µs) of encrypting for `targets`: ~270 µs per new session (X3DH),
+/// ~4 µs per existing one (encrypt, record, `<to>` node). Decides where a fan-out runs.
+pub fn estimated_fanout_micros(targets: &[PairwiseTarget]) -> usize {
+    targets
+        .iter()
+        .map(|t| if t.bundle.is_some() { 270 } else { 4 })
+        .sum()
+}
+
 /// Targets per work unit of the parallel fan-out. Each unit gets its own random number
 /// generator seeded from the caller's, so the output does not depend on the number of
 /// threads.
@@ -995,10 +1004,7 @@ fn encrypt_pairwise<'p, R: RngCore + CryptoRng + ?Sized>(
         ..Default::default()
     };
     results.batch.sessions.reserve(targets.len());
-    let cost: usize = targets
-        .iter()
-        .map(|t| if t.bundle.is_some() { 270 } else { 4 })
-        .sum();
+    let cost = estimated_fanout_micros(&targets);
     let chunk_count = targets.len().div_ceil(CHUNK);
     let mut rngs: Vec<StdRng> = Vec::with_capacity(chunk_count);
     for _ in 0..chunk_count {

@@ -22,7 +22,8 @@ pub mod phash;
 
 pub use fanout::{
     DirectSend, FanoutCounts, FanoutError, GroupFanout, GroupSend, PairwiseTarget, PreparedSend,
-    RetryResend, prepare_direct_send, prepare_group_send, prepare_retry_resend,
+    RetryResend, estimated_fanout_micros, prepare_direct_send, prepare_group_send,
+    prepare_retry_resend,
 };
 pub use framing::{EventMetaType, Framing, StanzaType};
 pub use message_id::generate_message_id;
